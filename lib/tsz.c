@@ -382,12 +382,16 @@ struct tsz_reader {
     tsz_attrs attrs;
     int64_t declared, index, stream_first;
     int in_record;           /* 1: tsz_next returned a record whose data is unread */
+    int in_data;             /* 1: reading that record's data (messages name record index - 1) */
     tsz_rec cur;
     int cur_filter;
     uint64_t max_record;
     uint8_t *scratch; size_t scratch_cap;
     int done;
 };
+
+/* The record an error belongs to: while its data is read, index already counts it. */
+static long long err_index(const tsz_reader *r) { return (long long)(r->index - r->in_data); }
 
 /* Refill the raw input buffer.  Returns bytes added, 0 at EOF, -1 on read error. */
 static ssize_t raw_fill(tsz_reader *r, struct util_err *err)
@@ -408,6 +412,36 @@ static ssize_t raw_fill(tsz_reader *r, struct util_err *err)
     return got;
 }
 
+/* One call of the zstd decoder on the buffered input, output into out (which must be empty).
+ * Returns the bytes produced (0 is possible), or -1 for corrupt data. */
+static ssize_t zstd_step(tsz_reader *r, struct util_err *err)
+{
+    ZSTD_inBuffer ib = {r->in, r->in_len, r->in_pos};
+    ZSTD_outBuffer ob = {r->out, r->out_cap, 0};
+    size_t ret = ZSTD_decompressStream(r->dctx, &ob, &ib);
+    r->in_pos = ib.pos;
+    if (ZSTD_isError(ret))
+        return util_err_set(err, "%s: record %lld: corrupt zstd data (%s)", r->path,
+                            err_index(r), ZSTD_getErrorName(ret));
+    r->last_ret = ret;
+    r->out_pos = 0;
+    r->out_len = ob.pos;
+    return (ssize_t)ob.pos;
+}
+
+/* Make sure raw input is buffered when a zstd frame is in progress.  1: ok, -1: error (EOF inside
+ * the frame, e.g. only the checksum is missing). */
+static int zstd_need_input(tsz_reader *r, struct util_err *err)
+{
+    if (r->in_pos < r->in_len) return 1;
+    ssize_t got = raw_fill(r, err);
+    if (got < 0) return -1;
+    if (got == 0 && r->last_ret != 0)
+        return util_err_set(err, "%s: record %lld: truncated zstd frame at byte %llu", r->path,
+                            err_index(r), (unsigned long long)r->offset);
+    return 1;
+}
+
 /* Make at least one logical byte available in out (unless at the end).  1: ok, 0: end, -1: error. */
 static int logical_fill(tsz_reader *r, struct util_err *err)
 {
@@ -415,14 +449,9 @@ static int logical_fill(tsz_reader *r, struct util_err *err)
     r->out_pos = r->out_len = 0;
     for (;;) {
         if (r->in_pos == r->in_len) {
-            ssize_t got = raw_fill(r, err);
-            if (got < 0) return -1;
-            if (got == 0) {
-                if (r->zstd && r->last_ret != 0)  /* e.g. only the frame checksum is missing */
-                    return util_err_set(err, "%s: record %lld: truncated zstd frame at byte %llu", r->path,
-                                        (long long)r->index, (unsigned long long)r->offset);
-                return 0;
-            }
+            if (r->zstd && zstd_need_input(r, err) < 0) return -1;
+            if (!r->zstd && raw_fill(r, err) < 0) return -1;
+            if (r->in_pos == r->in_len) return 0;
         }
         if (!r->zstd) {
             size_t n = r->in_len - r->in_pos;
@@ -432,15 +461,46 @@ static int logical_fill(tsz_reader *r, struct util_err *err)
             r->out_len = n;
             return 1;
         }
+        ssize_t got = zstd_step(r, err);
+        if (got < 0) return -1;
+        if (got > 0) return 1;
+    }
+}
+
+/* Decode straight into dst (up to n bytes) while out is empty, saving a copy of record data.
+ * Returns the bytes produced (> 0), 0 at the end of the input, -1 on error. */
+static ssize_t direct_fill(tsz_reader *r, uint8_t *dst, size_t n, struct util_err *err)
+{
+    for (;;) {
+        if (!r->zstd) {
+            size_t k = r->in_len - r->in_pos;
+            if (k > 0) {  /* bytes already buffered come first */
+                if (k > n) k = n;
+                memcpy(dst, r->in + r->in_pos, k);
+                r->in_pos += k;
+                return (ssize_t)k;
+            }
+            if (r->in_eof) return 0;
+            ssize_t got;
+            do got = read(r->fd, dst, n);
+            while (got < 0 && errno == EINTR);
+            if (got < 0) return util_err_sys(err, "%s: read error", r->path);
+            if (got == 0) r->in_eof = 1;
+            return got;
+        }
+        if (r->in_pos == r->in_len) {
+            if (zstd_need_input(r, err) < 0) return -1;
+            if (r->in_pos == r->in_len) return 0;
+        }
         ZSTD_inBuffer ib = {r->in, r->in_len, r->in_pos};
-        ZSTD_outBuffer ob = {r->out, r->out_cap, 0};
+        ZSTD_outBuffer ob = {dst, n, 0};
         size_t ret = ZSTD_decompressStream(r->dctx, &ob, &ib);
         r->in_pos = ib.pos;
         if (ZSTD_isError(ret))
-            return util_err_set(err, "%s: record %lld: corrupt zstd data (%s)", r->path,
-                                (long long)r->index, ZSTD_getErrorName(ret));
+            return util_err_set(err, "%s: record %lld: corrupt zstd data (%s)", r->path, err_index(r),
+                                ZSTD_getErrorName(ret));
         r->last_ret = ret;
-        if (ob.pos > 0) { r->out_len = ob.pos; return 1; }
+        if (ob.pos > 0) return (ssize_t)ob.pos;
     }
 }
 
@@ -451,19 +511,25 @@ static int lread(tsz_reader *r, void *dst, size_t n, const char *what, struct ut
     uint8_t *d = dst;
     size_t got = 0;
     while (got < n) {
-        int f = logical_fill(r, err);
-        if (f < 0) return -1;
-        if (f == 0) {
-            if (got == 0 && what == NULL) return 0;
-            return util_err_set(err, "%s: record %lld: truncated inside %s (stream ends at byte %llu)",
-                                r->path, (long long)r->index, what ? what : "header",
-                                (unsigned long long)(r->offset + got));
+        if (r->out_pos == r->out_len && n - got >= 65536) {  /* big reads (record data) bypass out */
+            ssize_t k = direct_fill(r, d + got, n - got, err);
+            if (k < 0) return -1;
+            if (k > 0) { got += (size_t)k; continue; }
+        } else {
+            int f = logical_fill(r, err);
+            if (f < 0) return -1;
+            if (f > 0) {
+                size_t k = r->out_len - r->out_pos;
+                if (k > n - got) k = n - got;
+                memcpy(d + got, r->out + r->out_pos, k);
+                r->out_pos += k;
+                got += k;
+                continue;
+            }
         }
-        size_t k = r->out_len - r->out_pos;
-        if (k > n - got) k = n - got;
-        memcpy(d + got, r->out + r->out_pos, k);
-        r->out_pos += k;
-        got += k;
+        if (got == 0 && what == NULL) return 0;
+        return util_err_set(err, "%s: record %lld: truncated inside %s (stream ends at byte %llu)", r->path,
+                            err_index(r), what ? what : "header", (unsigned long long)(r->offset + got));
     }
     r->offset += n;
     return 1;
@@ -605,21 +671,23 @@ int tsz_next(tsz_reader *r, tsz_rec *rec, struct util_err *err)
             if (count != here)
                 return util_err_set(err, "%s: end marker counts %lld records, the stream has %lld", r->path,
                                     (long long)count, (long long)here);
-            /* Another stream may follow (cat a.tsz b.tsz). */
-            if (r->out_pos == r->out_len && (!r->zstd || r->last_ret == 0)) {
+            /* Another stream may follow (cat a.tsz b.tsz), raw or compressed. */
+            if (!r->zstd) {
+                /* Bytes decoded past the end marker were copied from just before in_pos (nothing
+                 * refills the input while out holds data): give them back so detect() sees them. */
+                r->in_pos -= r->out_len - r->out_pos;
+                r->out_pos = r->out_len = 0;
+            } else {
+                /* Let the frame end (its checksum) before looking at what follows it; output here
+                 * means another stream inside the same frame. */
+                while (r->out_pos == r->out_len && r->last_ret != 0) {
+                    if (zstd_need_input(r, err) < 0 || zstd_step(r, err) < 0) return -1;
+                }
+            }
+            if (r->out_pos == r->out_len) {
                 int d = detect(r, err);
                 if (d < 0) return -1;
                 if (d == 1) {
-                    if (r->declared >= 0 && r->declared != r->index)
-                        return util_err_set(err, "%s: header declares %lld records, the stream has %lld", r->path,
-                                            (long long)r->declared, (long long)r->index);
-                    r->done = 1;
-                    return 0;
-                }
-            } else {
-                int f = logical_fill(r, err);
-                if (f < 0) return -1;
-                if (f == 0) {
                     if (r->declared >= 0 && r->declared != r->index)
                         return util_err_set(err, "%s: header declares %lld records, the stream has %lld", r->path,
                                             (long long)r->declared, (long long)r->index);
@@ -667,6 +735,12 @@ int tsz_next(tsz_reader *r, tsz_rec *rec, struct util_err *err)
                             (long long)r->index, rec->name, s);
     }
     uint64_t bytes = tsz_rec_bytes(rec);
+    if (bytes == 0 && tsz_rec_numel(rec) > 0) {  /* numel fits 2^62 but numel * element size does not */
+        char s[200];
+        tsz_shape_str(rec, s, sizeof s);
+        return util_err_set(err, "%s: record %lld (%s): invalid dims %s (data size overflows)", r->path,
+                            (long long)r->index, rec->name, s);
+    }
     if (bytes > r->max_record)
         return util_err_set(err, "%s: record %lld (%s): %llu bytes exceed the limit of %llu", r->path,
                             (long long)r->index, rec->name, (unsigned long long)bytes,
@@ -698,14 +772,17 @@ int tsz_read_data(tsz_reader *r, void *buf, size_t cap, struct util_err *err)
     r->in_record = 0;
     size_t es = tsz_dtype_size(r->cur.dtype);
     char what[300];
-    snprintf(what, sizeof what, "the data of record %lld (%.200s)", (long long)r->index - 1, r->cur.name);
+    snprintf(what, sizeof what, "the data of '%.200s'", r->cur.name);
+    int rc = 0;
+    r->in_data = 1;
     if (r->cur_filter == FILTER_SHUFFLE && es > 1) {
-        if (scratch_reserve(r, bytes, err) < 0) return -1;
-        if (lread(r, r->scratch, bytes, what, err) < 0) return -1;
-        tsz_byte_unshuffle(buf, r->scratch, bytes / es, es);
-        return 0;
+        if (scratch_reserve(r, bytes, err) < 0 || lread(r, r->scratch, bytes, what, err) < 0) rc = -1;
+        else tsz_byte_unshuffle(buf, r->scratch, bytes / es, es);
+    } else if (lread(r, buf, bytes, what, err) < 0) {
+        rc = -1;
     }
-    return lread(r, buf, bytes, what, err) < 0 ? -1 : 0;
+    r->in_data = 0;
+    return rc;
 }
 
 int tsz_skip_data(tsz_reader *r, struct util_err *err)
@@ -714,13 +791,15 @@ int tsz_skip_data(tsz_reader *r, struct util_err *err)
     uint64_t left = tsz_rec_bytes(&r->cur);
     r->in_record = 0;
     char what[300];
-    snprintf(what, sizeof what, "the data of record %lld (%.200s)", (long long)r->index - 1, r->cur.name);
+    snprintf(what, sizeof what, "the data of '%.200s'", r->cur.name);
     uint8_t tmp[65536];
+    r->in_data = 1;
     while (left > 0) {
         size_t k = left > sizeof tmp ? sizeof tmp : left;
-        if (lread(r, tmp, k, what, err) < 0) return -1;
+        if (lread(r, tmp, k, what, err) < 0) { r->in_data = 0; return -1; }
         left -= k;
     }
+    r->in_data = 0;
     return 0;
 }
 
@@ -882,6 +961,8 @@ int tsz_write(tsz_writer *w, const tsz_rec *rec, const void *data, struct util_e
         return util_err_set(err, "%s: record %lld (%s): invalid shape", w->path, (long long)w->count, rec->name);
     if (nlen > TSZ_MAX_NAME) return util_err_set(err, "%s: record %lld: name too long", w->path, (long long)w->count);
     uint64_t bytes = tsz_rec_bytes(rec);
+    if (bytes == 0 && tsz_rec_numel(rec) > 0)
+        return util_err_set(err, "%s: record %lld (%s): data size overflows", w->path, (long long)w->count, rec->name);
     int shuffle = w->opt.shuffle && !w->opt.raw && es > 1 && bytes >= 64;
     uint8_t h[4 + 14 + TSZ_MAX_NAME + 8 * TSZ_MAX_DIMS];
     size_t k = 0;

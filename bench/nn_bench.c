@@ -1,0 +1,130 @@
+/* nn_bench: throughput of the engine next to BLIS's own sgemm measured in the same run.
+ * Training steps (forward, cross-entropy, backward, SGD update) in images/s and achieved GFLOP/s
+ * (3x the forward FLOPs of convolutions and linear layers), inference in images/s.
+ * Usage: nn_bench [-j THREADS] [-s STEPS] [CASE...]   cases: sgemm r18train r50train r18infer */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn.h"
+
+static double sgemm_rate(int n, int reps)
+{
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n), *c = malloc(sizeof(float) * n * n);
+    util_rng r;
+    util_rng_seed(&r, 1);
+    for (long i = 0; i < (long)n * n; i++) a[i] = (float)util_rng_uniform(&r), b[i] = (float)util_rng_uniform(&r), c[i] = 0;
+    nn_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);   /* warm-up: packing buffers, threads */
+    double best = 1e30;
+    for (int k = 0; k < reps; k++) {
+        double t = util_now();
+        nn_sgemm(0, 0, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        t = util_now() - t;
+        if (t < best) best = t;
+    }
+    free(a), free(b), free(c);
+    return 2.0 * n * n * (double)n / best / 1e9;
+}
+
+/* Seconds per training step (or forward when !train), best of steps after one warm-up step. */
+static double run(const char *arch, int in_ch, int h, int w, int batch, int train, int steps, double *flops_img,
+                  size_t *ws_bytes)
+{
+    nn_config c;
+    nn_config_default(&c);
+    snprintf(c.arch, sizeof c.arch, "%s", arch);
+    c.in_ch = in_ch, c.num_classes = 10;
+    struct util_err err = {{0}};
+    nn_model *m = nn_model_create(&c, &err);
+    nn_ws *ws = m ? nn_ws_create(m, batch, h, w, &err) : NULL;
+    nn_optim_opts oo;
+    nn_optim_opts_default(&oo, NN_OPT_SGD);
+    oo.weight_decay = 1e-4;
+    nn_optim *opt = m ? nn_optim_create(m, &oo, &err) : NULL;
+    if (!ws || !opt) {
+        fprintf(stderr, "nn_bench: %s\n", err.msg);
+        exit(1);
+    }
+    nn_model_init(m, 1);
+    *flops_img = nn_model_flops(m, h, w);
+    *ws_bytes = nn_ws_bytes(ws);
+    const size_t nx = (size_t)batch * in_ch * h * w;
+    float *x = malloc(sizeof(float) * nx), *dl = malloc(sizeof(float) * batch * 10);
+    int32_t *lab = malloc(sizeof(int32_t) * batch);
+    util_rng r;
+    util_rng_seed(&r, 2);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
+    for (int i = 0; i < batch; i++) lab[i] = i % 10;
+    double best = 1e30;
+    for (int k = 0; k <= steps; k++) {
+        double t = util_now();
+        if (train) {
+            nn_zero_grad(m);
+            const float *out = nn_forward(m, ws, x, batch, 1);
+            nn_loss_ce(out, batch, 10, lab, NULL, 0, dl, NULL);
+            nn_backward(m, ws, dl, NULL);
+            nn_optim_step(opt, 0.01);
+        } else {
+            nn_forward(m, ws, x, batch, 0);
+        }
+        t = util_now() - t;
+        if (k > 0 && t < best) best = t;   /* step 0 touches the workspace pages for the first time */
+    }
+    free(x), free(dl), free(lab);
+    nn_optim_free(opt);
+    nn_ws_free(ws);
+    nn_model_free(m);
+    return best;
+}
+
+static int want(int argc, char **argv, int first, const char *s)
+{
+    for (int i = first; i < argc; i++)
+        if (!strcmp(argv[i], s)) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    int threads = util_ncpu(), steps = 3, opt;
+    while ((opt = getopt(argc, argv, "j:s:")) != -1) {
+        if (opt == 'j') threads = atoi(optarg);
+        else if (opt == 's') steps = atoi(optarg);
+        else {
+            fprintf(stderr, "usage: nn_bench [-j THREADS] [-s STEPS] [sgemm r18train r50train r18infer]\n");
+            return 2;
+        }
+    }
+    const char *arch = nn_init();
+    nn_set_threads(threads);
+    int all = optind >= argc;
+#define WANT(s) (all || want(argc, argv, optind, s))
+    printf("nn_bench: BLIS kernels %s, %d threads, best of %d steps\n", arch, threads, steps);
+    double peak = 0;
+    if (WANT("sgemm")) {
+        peak = sgemm_rate(3072, 3);
+        printf("sgemm 3072^3 (BLIS, same run)           %8.1f GFLOP/s\n", peak);
+    }
+    static const struct { const char *name, *arch; int ch, h, w, batch, train; } cases[] = {
+        {"r18train", "resnet18", 1, 128, 256, 32, 1},
+        {"r50train", "resnet50", 3, 128, 250, 32, 1},
+        {"r18infer", "resnet18", 1, 128, 256, 64, 0},
+    };
+    for (int i = 0; i < 3; i++) {
+        if (!WANT(cases[i].name)) continue;
+        double fl;
+        size_t bytes;
+        double t = run(cases[i].arch, cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, cases[i].train, steps, &fl,
+                       &bytes);
+        const double ips = cases[i].batch / t, gf = (cases[i].train ? 3 : 1) * fl * ips / 1e9;
+        printf("%s %s %dx%dx%d batch %d: %.2f GFLOP/img fwd, %.3f s/step, %7.1f images/s, %7.1f GFLOP/s", cases[i].arch,
+               cases[i].train ? "train" : "infer", cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, fl / 1e9, t, ips,
+               gf);
+        if (peak > 0) printf(" = %.0f%% of sgemm", 100 * gf / peak);
+        printf(" (workspace %zu MiB)\n", bytes >> 20);
+        fflush(stdout);
+    }
+    return 0;
+}
+

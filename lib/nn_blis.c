@@ -1,0 +1,72 @@
+/* nn_blis.c: the engine's door to BLIS: kernel choice before BLIS initialises, thread counts for BLIS
+ * and OpenMP, and a row-major sgemm wrapper.  Debian's BLIS 0.9 does not know Zen 5 and falls back to
+ * generic kernels there; its skx kernels are right for every CPU with AVX-512F and illegal elsewhere. */
+#include <omp.h>
+#include <pthread.h>
+#include <stdlib.h>
+
+/* blis.h defines many static helpers this file does not use. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wtype-limits"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#include <blis.h>
+#pragma GCC diagnostic pop
+
+#include "nn.h"
+
+/* multiply-adds below which a GEMM stays on one thread */
+#define SMALL_GEMM (1 << 21)
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static const char *arch_name = "?";
+static int n_threads = 1;
+
+static void init_blis(void)
+{
+    /* setenv with overwrite 0: a user's explicit BLIS_ARCH_TYPE (e.g. forcing the AVX2 path to test
+     * it) wins.  This must run before BLIS's own one-time initialisation reads the variable. */
+    if (util_cpu_has_avx512f()) setenv("BLIS_ARCH_TYPE", "0", 0);
+    const char *s = getenv("BLIS_NUM_THREADS");
+    long t = 0;
+    if (s && util_parse_long(s, 1, 1024, &t) == 0) n_threads = (int)t;
+    bli_thread_set_num_threads(n_threads);
+    omp_set_num_threads(n_threads);
+    arch_name = bli_arch_string(bli_arch_query_id());
+}
+
+const char *nn_init(void)
+{
+    pthread_once(&init_once, init_blis);
+    return arch_name;
+}
+
+void nn_set_threads(int n)
+{
+    nn_init();
+    if (n < 1) n = 1;
+    n_threads = n;
+    bli_thread_set_num_threads(n);
+    omp_set_num_threads(n);
+}
+
+int nn_threads(void)
+{
+    nn_init();
+    return n_threads;
+}
+
+void nn_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+              const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    nn_init();
+    /* Row-major storage is BLIS's row stride = ld, column stride = 1; the strides describe the
+     * matrix as stored and the trans flag applies on top. */
+    /* Small products run on one thread: a thread team costs more than it saves there. */
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    const double work = (double)m * n * k;
+    bli_rntm_set_num_threads(work < SMALL_GEMM ? 1 : n_threads, &rntm);
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+}

@@ -1,0 +1,546 @@
+/* nn_layers.c: forward and backward of the engine's layers, each pair side by side.  Image tensors are
+ * channel-major (C, N, H, W); semantics follow torch.nn (Conv2d, BatchNorm1d/2d with momentum 0.1 and
+ * the unbiased running variance, MaxPool2d, AdaptiveAvgPool2d(1), Linear, Dropout). */
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#include "nn.h"
+#include "nn_internal.h"
+
+#define BLK 1024   /* float partial sums cover at most this many values */
+
+/* ---------------------------------------------------------------- reductions ---- */
+
+NN_SIMD static float sum_blk(const float *x, int n)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+NN_SIMD static float sumsq_blk(const float *x, int n)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += x[i] * x[i];
+    return s;
+}
+
+NN_SIMD static float dot_blk(const float *x, const float *y, int n)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* sum (x - mean)^2 */
+NN_SIMD static float sqdev_blk(const float *x, float mean, int n)
+{
+    float s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int i = 0; i < n; i++) {
+        float d = x[i] - mean;
+        s += d * d;
+    }
+    return s;
+}
+
+double nn_sum(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i += BLK) s += sum_blk(x + i, (int)(n - i < BLK ? n - i : BLK));
+    return s;
+}
+
+double nn_sumsq(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i += BLK) s += sumsq_blk(x + i, (int)(n - i < BLK ? n - i : BLK));
+    return s;
+}
+
+double nn_dot(const float *x, const float *y, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i += BLK) s += dot_blk(x + i, y + i, (int)(n - i < BLK ? n - i : BLK));
+    return s;
+}
+
+/* ---------------------------------------------------------------- convolution ---- */
+
+/* 1x1, stride 1, no padding, channel-major input: the input already is the column matrix. */
+static int conv_direct(const nn_conv *l, int x_nchw)
+{
+    return l->k == 1 && l->stride == 1 && l->pad == 0 && !x_nchw;
+}
+
+size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw)
+{
+    if (conv_direct(l, x_nchw)) return 0;
+    int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    return (size_t)l->c_in * l->k * l->k * ho * wo;
+}
+
+/* Column matrix col (c_in*k*k, cn*ho*wo) of images n0 .. n0+cn-1; x element (c, n, i, j) is at
+ * x[c*sc + n*sn + i*w + j], which covers both the (C, N, H, W) and the (N, C, H, W) layout. */
+static void im2col(float *col, const float *x, int64_t sc, int64_t sn, const nn_conv *l, int n0, int cn,
+                   int h, int w, int ho, int wo)
+{
+    const int k = l->k, s = l->stride, p = l->pad;
+    const int64_t rows = (int64_t)l->c_in * k * k, cols = (int64_t)cn * ho * wo;
+#pragma omp parallel for schedule(static) if (rows * cols > NN_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        const int ci = (int)(r / (k * k)), kh = (int)(r / k % k), kw = (int)(r % k);
+        float *d = col + r * cols;
+        /* output columns whose input column lies inside the image (stride 1 only) */
+        int lo = p - kw, hi = w + p - kw;
+        if (lo < 0) lo = 0;
+        if (lo > wo) lo = wo;
+        if (hi > wo) hi = wo;
+        if (hi < lo) hi = lo;
+        for (int ni = 0; ni < cn; ni++) {
+            const float *xp = x + ci * sc + (int64_t)(n0 + ni) * sn;
+            for (int oh = 0; oh < ho; oh++, d += wo) {
+                const int ih = oh * s - p + kh;
+                if (ih < 0 || ih >= h) {
+                    memset(d, 0, sizeof(float) * wo);
+                    continue;
+                }
+                const float *xr = xp + (int64_t)ih * w;
+                if (s == 1) {
+                    for (int ow = 0; ow < lo; ow++) d[ow] = 0;
+                    memcpy(d + lo, xr + lo - p + kw, sizeof(float) * (hi - lo));
+                    for (int ow = hi; ow < wo; ow++) d[ow] = 0;
+                } else {
+                    for (int ow = 0; ow < wo; ow++) {
+                        const int iw = ow * s - p + kw;
+                        d[ow] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* dx += col2im(col) for images n0 .. n0+cn-1 (dx zeroed first unless add).  Each (channel, image)
+ * plane is owned by one thread and summed in a fixed order, so the result is thread-count independent. */
+static void col2im(float *dx, int add, const float *col, int64_t sc, int64_t sn, const nn_conv *l, int n0,
+                   int cn, int h, int w, int ho, int wo)
+{
+    const int k = l->k, s = l->stride, p = l->pad;
+    const int64_t hwo = (int64_t)ho * wo, cols = (int64_t)cn * hwo;
+    const int64_t planes = (int64_t)l->c_in * cn;
+#pragma omp parallel for schedule(static) if (planes * h * w * k * k > NN_PAR_MIN)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const int ci = (int)(pl / cn), ni = (int)(pl % cn);
+        float *dp = dx + ci * sc + (int64_t)(n0 + ni) * sn;
+        if (!add) memset(dp, 0, sizeof(float) * h * w);
+        for (int kh = 0; kh < k; kh++)
+            for (int kw = 0; kw < k; kw++) {
+                const int64_t r = ((int64_t)ci * k + kh) * k + kw;
+                const float *d = col + r * cols + ni * hwo;
+                int lo = p - kw, hi = w + p - kw;
+                if (lo < 0) lo = 0;
+                if (lo > wo) lo = wo;
+                if (hi > wo) hi = wo;
+                if (hi < lo) hi = lo;
+                for (int oh = 0; oh < ho; oh++, d += wo) {
+                    const int ih = oh * s - p + kh;
+                    if (ih < 0 || ih >= h) continue;
+                    float *xr = dp + (int64_t)ih * w;
+                    if (s == 1) {
+                        float *xo = xr - p + kw;
+                        for (int ow = lo; ow < hi; ow++) xo[ow] += d[ow];
+                    } else {
+                        for (int ow = 0; ow < wo; ow++) {
+                            const int iw = ow * s - p + kw;
+                            if ((unsigned)iw < (unsigned)w) xr[iw] += d[ow];
+                        }
+                    }
+                }
+            }
+    }
+}
+
+static int conv_chunk(const nn_conv *l, int n, int h, int w, int x_nchw, size_t col_cap)
+{
+    size_t per = nn_conv_col_min(l, h, w, x_nchw);
+    assert(per > 0 && col_cap >= per);
+    size_t c = col_cap / per;
+    return c >= (size_t)n ? n : (int)c;
+}
+
+void nn_conv_forward(const nn_conv *l, float *y, const float *x, int x_nchw, int n, int h, int w,
+                     float *col, size_t col_cap)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
+    if (conv_direct(l, x_nchw)) {
+        nn_sgemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, 0.0f, y, ldy);
+    } else {
+        const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
+        const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
+        const int chunk = conv_chunk(l, n, h, w, x_nchw, col_cap);
+        for (int n0 = 0; n0 < n; n0 += chunk) {
+            const int cn = n - n0 < chunk ? n - n0 : chunk;
+            im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
+            nn_sgemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, 0.0f,
+                     y + n0 * hwo, ldy);
+        }
+    }
+    if (l->b) {
+#pragma omp parallel for schedule(static) if (l->c_out * ldy > NN_PAR_MIN)
+        for (int c = 0; c < l->c_out; c++) {
+            float *yc = y + c * ldy, bc = l->b[c];
+            for (int64_t i = 0; i < ldy; i++) yc[i] += bc;
+        }
+    }
+}
+
+void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, const float *x, int x_nchw,
+                      int n, int h, int w, float *col, size_t col_cap)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
+    if (l->db) {
+#pragma omp parallel for schedule(static) if (l->c_out * ldy > NN_PAR_MIN)
+        for (int c = 0; c < l->c_out; c++) l->db[c] += (float)nn_sum(dy + c * ldy, ldy);
+    }
+    if (conv_direct(l, x_nchw)) {
+        nn_sgemm(0, 1, l->c_out, l->c_in, (int)ldy, 1.0f, dy, ldy, x, ldy, 1.0f, l->dw, l->c_in);
+        if (dx)
+            nn_sgemm(1, 0, l->c_in, (int)ldy, l->c_out, 1.0f, l->w, l->c_in, dy, ldy, dx_add ? 1.0f : 0.0f,
+                     dx, ldy);
+        return;
+    }
+    const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
+    const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
+    const int chunk = conv_chunk(l, n, h, w, x_nchw, col_cap);
+    for (int n0 = 0; n0 < n; n0 += chunk) {
+        const int cn = n - n0 < chunk ? n - n0 : chunk;
+        const int64_t cols = cn * hwo;
+        im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
+        nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
+        if (dx) {
+            nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
+            col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- batch norm ---- */
+
+NN_SIMD static void bn_apply(float *y, const float *x, const float *res, int relu, int64_t m, float scale,
+                             float shift)
+{
+    if (res && relu) {
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) {
+            float v = x[i] * scale + shift + res[i];
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else if (res) {
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) y[i] = x[i] * scale + shift + res[i];
+    } else if (relu) {
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) {
+            float v = x[i] * scale + shift;
+            y[i] = v > 0.0f ? v : 0.0f;
+        }
+    } else {
+#pragma omp simd
+        for (int64_t i = 0; i < m; i++) y[i] = x[i] * scale + shift;
+    }
+}
+
+/* Sums of dy and dy * (x - mean) over one block, masking dy in place by y > 0 first when relu. */
+NN_SIMD static void bn_grad_sums_blk(float *dy, const float *y, const float *x, float mean, int n, float *s1,
+                                     float *s2)
+{
+    float a = 0, b = 0;
+    if (y) {
+#pragma omp simd reduction(+ : a, b)
+        for (int i = 0; i < n; i++) {
+            float g = y[i] > 0.0f ? dy[i] : 0.0f;
+            dy[i] = g;
+            a += g;
+            b += g * (x[i] - mean);
+        }
+    } else {
+#pragma omp simd reduction(+ : a, b)
+        for (int i = 0; i < n; i++) {
+            a += dy[i];
+            b += dy[i] * (x[i] - mean);
+        }
+    }
+    *s1 = a;
+    *s2 = b;
+}
+
+/* dx = k * dy + c1 * (x - mean) + c0 */
+NN_SIMD static void bn_dx(float *dx, const float *dy, const float *x, int64_t m, float mean, float k, float c1,
+                          float c0)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < m; i++) dx[i] = k * dy[i] + c1 * (x[i] - mean) + c0;
+}
+
+void nn_bn_forward(nn_bn *l, float *y, const float *x, const float *res, int relu, int64_t m, int train,
+                   float *save_mean, float *save_invstd)
+{
+#pragma omp parallel for schedule(dynamic, 1) if (l->c * m > NN_PAR_MIN)
+    for (int c = 0; c < l->c; c++) {
+        const float *xc = x + c * m;
+        float mean, invstd;
+        if (train) {
+            double mu = nn_sum(xc, m) / (double)m;
+            mean = (float)mu;
+            double var = 0;
+            for (int64_t i = 0; i < m; i += BLK) var += sqdev_blk(xc + i, mean, (int)(m - i < BLK ? m - i : BLK));
+            var /= (double)m;
+            invstd = (float)(1.0 / sqrt(var + l->eps));
+            double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
+            l->mean[c] = (1.0f - l->momentum) * l->mean[c] + l->momentum * mean;
+            l->var[c] = (1.0f - l->momentum) * l->var[c] + l->momentum * (float)unbiased;
+            save_mean[c] = mean;
+            save_invstd[c] = invstd;
+        } else {
+            mean = l->mean[c];
+            invstd = (float)(1.0 / sqrt((double)l->var[c] + l->eps));
+            if (save_mean) save_mean[c] = mean;
+            if (save_invstd) save_invstd[c] = invstd;
+        }
+        const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
+        bn_apply(y + c * m, xc, res ? res + c * m : NULL, relu, m, scale, shift);
+    }
+    if (train) (*l->n_tracked)++;
+}
+
+void nn_bn_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
+                    int64_t m, int train, const float *save_mean, const float *save_invstd)
+{
+#pragma omp parallel for schedule(dynamic, 1) if (l->c * m > NN_PAR_MIN)
+    for (int c = 0; c < l->c; c++) {
+        float *dyc = dy + c * m;
+        const float *xc = x + c * m, *yc = relu ? y + c * m : NULL;
+        float mean, invstd;
+        if (train) {
+            mean = save_mean[c];
+            invstd = save_invstd[c];
+        } else {
+            mean = l->mean[c];
+            invstd = (float)(1.0 / sqrt((double)l->var[c] + l->eps));
+        }
+        double sdy = 0, sdyx = 0;
+        for (int64_t i = 0; i < m; i += BLK) {
+            float a, b;
+            const int nb = (int)(m - i < BLK ? m - i : BLK);
+            bn_grad_sums_blk(dyc + i, yc ? yc + i : NULL, xc + i, mean, nb, &a, &b);
+            sdy += a;
+            sdyx += b;
+        }
+        l->dw[c] += (float)(sdyx * invstd);
+        l->db[c] += (float)sdy;
+        if (!dx) continue;
+        const float k = l->w[c] * invstd;
+        if (train) {
+            /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+            const float c0 = (float)(-k * sdy / (double)m);
+            const float c1 = (float)(-k * sdyx / (double)m * invstd * invstd);
+            bn_dx(dx + c * m, dyc, xc, m, mean, k, c1, c0);
+        } else {
+            bn_dx(dx + c * m, dyc, xc, m, mean, k, 0.0f, 0.0f);
+        }
+    }
+}
+
+void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int train, float *save_mean,
+                     float *save_invstd)
+{
+    const int c_n = l->c;
+    for (int c = 0; c < c_n; c++) {
+        float mean, invstd;
+        if (train) {
+            double s = 0, v = 0;
+            for (int i = 0; i < n; i++) s += x[(int64_t)i * c_n + c];
+            s /= n;
+            mean = (float)s;
+            for (int i = 0; i < n; i++) {
+                double d = x[(int64_t)i * c_n + c] - (double)mean;
+                v += d * d;
+            }
+            v /= n;
+            invstd = (float)(1.0 / sqrt(v + l->eps));
+            double unbiased = n > 1 ? v * n / (n - 1) : v;
+            l->mean[c] = (1.0f - l->momentum) * l->mean[c] + l->momentum * mean;
+            l->var[c] = (1.0f - l->momentum) * l->var[c] + l->momentum * (float)unbiased;
+            save_mean[c] = mean;
+            save_invstd[c] = invstd;
+        } else {
+            mean = l->mean[c];
+            invstd = (float)(1.0 / sqrt((double)l->var[c] + l->eps));
+            if (save_mean) save_mean[c] = mean;
+            if (save_invstd) save_invstd[c] = invstd;
+        }
+        const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
+        for (int i = 0; i < n; i++) {
+            float v = x[(int64_t)i * c_n + c] * scale + shift;
+            y[(int64_t)i * c_n + c] = relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+    if (train) (*l->n_tracked)++;
+}
+
+void nn_bn1d_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x, int n,
+                      int train, const float *save_mean, const float *save_invstd)
+{
+    const int c_n = l->c;
+    for (int c = 0; c < c_n; c++) {
+        float mean, invstd;
+        if (train) {
+            mean = save_mean[c];
+            invstd = save_invstd[c];
+        } else {
+            mean = l->mean[c];
+            invstd = (float)(1.0 / sqrt((double)l->var[c] + l->eps));
+        }
+        double sdy = 0, sdyx = 0;
+        for (int i = 0; i < n; i++) {
+            const int64_t j = (int64_t)i * c_n + c;
+            if (relu && !(y[j] > 0.0f)) dy[j] = 0.0f;
+            sdy += dy[j];
+            sdyx += (double)dy[j] * (x[j] - mean);
+        }
+        l->dw[c] += (float)(sdyx * invstd);
+        l->db[c] += (float)sdy;
+        if (!dx) continue;
+        const float k = l->w[c] * invstd;
+        const float c0 = train ? (float)(-k * sdy / n) : 0.0f;
+        const float c1 = train ? (float)(-k * sdyx / n * invstd * invstd) : 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int64_t j = (int64_t)i * c_n + c;
+            dx[j] = k * dy[j] + c1 * (x[j] - mean) + c0;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- linear ---- */
+
+void nn_linear_forward(const nn_linear *l, float *y, const float *x, int n)
+{
+    nn_sgemm(0, 1, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    if (l->b)
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < l->out; o++) y[(int64_t)i * l->out + o] += l->b[o];
+}
+
+void nn_linear_backward(const nn_linear *l, float *dx, const float *dy, const float *x, int n)
+{
+    nn_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
+    if (l->db)
+        for (int o = 0; o < l->out; o++) {
+            double s = 0;
+            for (int i = 0; i < n; i++) s += dy[(int64_t)i * l->out + o];
+            l->db[o] += (float)s;
+        }
+    if (dx) nn_sgemm(0, 0, n, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
+}
+
+/* ---------------------------------------------------------------- relu, pooling, dropout ---- */
+
+NN_SIMD void nn_relu_forward(float *y, const float *x, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+NN_SIMD void nn_relu_backward(float *dx, const float *dy, const float *y, int64_t n)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, int h, int w, int k,
+                        int stride, int pad)
+{
+    const int ho = nn_out_size(h, k, stride, pad), wo = nn_out_size(w, k, stride, pad);
+#pragma omp parallel for schedule(static) if (planes * h * w > NN_PAR_MIN)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * h * w;
+        float *yp = y + pl * ho * wo;
+        int32_t *ip = idx + pl * ho * wo;
+        for (int oh = 0; oh < ho; oh++)
+            for (int ow = 0; ow < wo; ow++) {
+                float best = -INFINITY;
+                int bi = -1;
+                for (int kh = 0; kh < k; kh++) {
+                    const int ih = oh * stride - pad + kh;
+                    if (ih < 0 || ih >= h) continue;
+                    for (int kw = 0; kw < k; kw++) {
+                        const int iw = ow * stride - pad + kw;
+                        if (iw < 0 || iw >= w) continue;
+                        const float v = xp[ih * w + iw];
+                        /* NaN propagates, as torch's max pooling */
+                        if (bi < 0 || v > best || isnan(v)) {
+                            best = v;
+                            bi = ih * w + iw;
+                            if (isnan(v)) goto found;
+                        }
+                    }
+                }
+            found:
+                yp[oh * wo + ow] = best;
+                ip[oh * wo + ow] = bi;
+            }
+    }
+}
+
+void nn_maxpool_backward(float *dx, const float *dy, const int32_t *idx, int64_t planes, int h, int w,
+                         int ho, int wo)
+{
+#pragma omp parallel for schedule(static) if (planes * h * w > NN_PAR_MIN)
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *dp = dx + pl * h * w;
+        const float *gp = dy + pl * ho * wo;
+        const int32_t *ip = idx + pl * ho * wo;
+        memset(dp, 0, sizeof(float) * h * w);
+        for (int i = 0; i < ho * wo; i++) dp[ip[i]] += gp[i];
+    }
+}
+
+void nn_avgpool_forward(float *y, const float *x, int c, int n, int64_t hw)
+{
+#pragma omp parallel for schedule(static) if ((int64_t)c * n * hw > NN_PAR_MIN)
+    for (int ci = 0; ci < c; ci++)
+        for (int ni = 0; ni < n; ni++)
+            y[(int64_t)ni * c + ci] = (float)(nn_sum(x + ((int64_t)ci * n + ni) * hw, hw) / (double)hw);
+}
+
+void nn_avgpool_backward(float *dx, const float *dy, int c, int n, int64_t hw)
+{
+#pragma omp parallel for schedule(static) if ((int64_t)c * n * hw > NN_PAR_MIN)
+    for (int ci = 0; ci < c; ci++)
+        for (int ni = 0; ni < n; ni++) {
+            const float g = dy[(int64_t)ni * c + ci] / (float)hw;
+            float *d = dx + ((int64_t)ci * n + ni) * hw;
+            for (int64_t i = 0; i < hw; i++) d[i] = g;
+        }
+}
+
+void nn_dropout_forward(float *y, float *mask, const float *x, int64_t n, float p, util_rng *rng)
+{
+    const float keep = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        mask[i] = util_rng_uniform(rng) < p ? 0.0f : keep;
+        y[i] = x[i] * mask[i];
+    }
+}
+
+void nn_dropout_backward(float *dx, const float *dy, const float *mask, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) dx[i] = dy[i] * mask[i];
+}

@@ -1,0 +1,215 @@
+# common.mk: knobs and rules shared by the earsight k-fold pipelines (esc50.mk, us8k.mk, gtzan.mk,
+# demo.mk include it).  A dataset file sets DATASET, its fold list and a rule for $(MEL), the labelled
+# spectrogram stream; everything after that -- fold splits, fine-tuning and linear evaluation of each
+# method, logits, scores, t-SNE and confusion pictures, paired comparisons and table.md -- is here.
+#
+# Layout (relative to the directory make runs in):
+#   $(WORK)/mel.tsz                          spectrograms of the whole dataset (wav2mel)
+#   $(WORK)/split/foldK/{train,test}.tsz     tsz select --fold K --invert / --fold K
+#   $(WORK)/RUN/foldK/model.tsz, log.tsv     one trained model per run and test fold
+#   $(OUT)/RUN/foldK.logits.tsz              embed --logits on the test fold
+#   $(OUT)/RUN/score.txt, score.csv          score over all folds (per fold, mean +- sd)
+#   $(OUT)/RUN/confusion.png, tsne.png       score --png; tsne --png of test-fold TSNE_FOLD features
+#   $(OUT)/compare-A-vs-B.txt                score --compare A... -- B... (same folds, same clips)
+#   $(OUT)/table.md                          the paper's two tables with our numbers and the settings
+# RUN is ft-METHOD (fine-tuning) or lin-METHOD (linear evaluation: frozen encoder, new linear head);
+# METHOD is vanilla (from scratch / random encoder), simclr or supervised.
+#
+# Knobs (make VAR=value; each is recorded in a settings file under $(WORK)/cfg that is rewritten only
+# when its content changes, so changing a knob re-runs exactly the steps that depend on it):
+#   BIN            directory of the earsight tools (default: build/bin of this checkout)
+#   ARCH WIDTH STEM                 network: resnet18|resnet34|resnet50, base width, imagenet|small
+#   EPOCHS BATCH LR WD SEED FT_OPTS fine-tuning (finetune); FT_OPTS: any further finetune options
+#   LIN_EPOCHS LIN_LR LIN_OPTS      linear evaluation (finetune --freeze-backbone)
+#   FOLDS          test folds to run (a list; default: every fold of the dataset)
+#   FT_METHODS LIN_METHODS          methods to run (default: vanilla plus each available encoder)
+#   SIMCLR_INIT SUPERVISED_INIT     a published checkpoint (.pth/.safetensors/.tsz) as that encoder
+#   SIMCLR_IMAGES                   images for our own SimCLR pre-training (see simclr.mk)
+#   SUP_IMAGES                      an ImageFolder tree for our own supervised pre-training (supervised.mk)
+#   TSNE_FOLD TSNE_OPTS             fold whose test features t-SNE draws; tsne options
+#   THREADS        threads per tool (default: cores / make jobs, see below)
+#
+# Threads: `make -jN` runs up to N tools at once; each gets -j THREADS with THREADS = max(1, cores/N)
+# (cores from nproc; plain `make` is N = 1, `make -j` without a number counts as N = cores), so N jobs
+# never ask for more threads than there are cores.  In a pipe (augment | simclr-train) the trainer
+# gets THREADS and augment one thread.  Set THREADS=n to override.  Results do not depend on it when
+# the tools are deterministic across thread counts (see each tool's man page).
+
+ifndef EARSIGHT_COMMON_MK
+EARSIGHT_COMMON_MK := 1
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
+.DELETE_ON_ERROR:
+.SECONDARY:
+.SUFFIXES:
+
+PIPELINES := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+ES_ROOT   := $(abspath $(PIPELINES)/..)
+ifeq ($(SAN),1)
+BIN ?= $(ES_ROOT)/build-san/bin
+else
+BIN ?= $(ES_ROOT)/build/bin
+endif
+
+# ---- knobs shared by every pipeline ----
+ARCH    ?= resnet18
+WIDTH   ?= 64
+STEM    ?= imagenet
+EPOCHS  ?= 70
+BATCH   ?= 32
+LR      ?= 1e-4
+WD      ?= 1e-3
+SEED    ?= 1
+FT_OPTS ?=
+LIN_EPOCHS ?= $(EPOCHS)
+LIN_LR  ?= 1e-3
+LIN_OPTS ?=
+TSNE_OPTS ?= --seed $(SEED)
+SIMCLR_INIT ?=
+SUPERVISED_INIT ?=
+INIT_OPTS ?=
+
+# ---- threads (evaluated when a recipe runs: MAKEFLAGS carries -jN only then) ----
+NPROC := $(shell nproc 2>/dev/null || echo 1)
+MAKE_JOBS = $(strip $(if $(filter -j,$(MAKEFLAGS)),$(NPROC),$(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)))
+THREADS ?= $(shell j=$(MAKE_JOBS); t=$$(( $(NPROC) / j )); [ $$t -ge 1 ] || t=1; echo $$t)
+# Tools take -j THREADS; the environment caps BLIS and OpenMP the same way for anything they spawn.
+RUN = OMP_NUM_THREADS=$(THREADS) BLIS_NUM_THREADS=$(THREADS)
+
+# ---- helpers ----
+, := ,
+# $(call settings,FILE,TEXT): make FILE hold TEXT, rewriting it only when it differs (parse time).
+# Under make -n or -q nothing is written: a FILE that would change is forced out of date instead.
+sq = '$(subst ','\'',$(1))'
+MAKE_LETTERS := $(filter-out -%,$(firstword $(MAKEFLAGS)))
+DRY_RUN := $(if $(or $(findstring n,$(MAKE_LETTERS)),$(findstring q,$(MAKE_LETTERS))),1)
+settings_same = $(shell [ -f $(1) ] && [ "$$(cat $(1))" = $(call sq,$(2)) ] && echo same)
+settings = $(if $(DRY_RUN),$(if $(call settings_same,$(1),$(2)),,$(eval $(1): .earsight-force ;)),$(shell \
+  mkdir -p $(dir $(1)) && t=$(call sq,$(2)); \
+  if [ ! -f $(1) ] || [ "$$(cat $(1))" != "$$t" ]; then printf '%s\n' "$$t" > $(1).tmp && mv $(1).tmp $(1); fi))
+.PHONY: .earsight-force
+.earsight-force: ;
+# A cheap fingerprint of a directory tree or file (names, sizes, mtimes), so new data re-runs.
+fingerprint = $(shell if [ -e $(call sq,$(1)) ]; then find -L $(call sq,$(1)) -printf '%P %s %T@\n' 2>/dev/null | LC_ALL=C sort | cksum | cut -d' ' -f1; else echo absent; fi)
+# Write a target through a temporary file so an interrupted recipe never leaves a complete-looking one.
+say = @printf '\n== %s\n' $(call sq,$(1)) >&2
+
+$(BIN)/%:
+	@echo "pipelines: $@ does not exist: run 'make' in $(ES_ROOT) first (or set BIN=)" >&2; exit 1
+
+endif # EARSIGHT_COMMON_MK
+
+# =====================================================================================================
+# The k-fold experiment.  The including file has set DATASET, OUT, WORK, ALL_FOLDS, MEL and a rule
+# for $(MEL) (which should depend on $(CFG)/mel.cfg).  It may set DATASET_TITLE.
+# =====================================================================================================
+ifdef DATASET
+ifndef EARSIGHT_KFOLD_$(DATASET)
+EARSIGHT_KFOLD_$(DATASET) := 1
+
+CFG   := $(WORK)/cfg
+FOLDS ?= $(ALL_FOLDS)
+TSNE_FOLD ?= $(firstword $(FOLDS))
+DATASET_TITLE ?= $(DATASET)
+
+# Encoders: a published checkpoint wins; else our own pre-training when its images are given.
+ENC_vanilla :=
+ifneq ($(strip $(SIMCLR_INIT)),)
+ENC_simclr := $(SIMCLR_INIT)
+else ifneq ($(strip $(SIMCLR_IMAGES)$(SIMCLR_TSZ)),)
+include $(PIPELINES)/simclr.mk
+ENC_simclr := $(SIMCLR_MODEL)
+endif
+ifneq ($(strip $(SUPERVISED_INIT)),)
+ENC_supervised := $(SUPERVISED_INIT)
+else ifneq ($(strip $(SUP_IMAGES)),)
+include $(PIPELINES)/supervised.mk
+ENC_supervised := $(SUP_MODEL)
+endif
+AVAILABLE := vanilla $(if $(ENC_simclr),simclr) $(if $(ENC_supervised),supervised)
+FT_METHODS  ?= $(AVAILABLE)
+LIN_METHODS ?= $(AVAILABLE)
+RUNS := $(addprefix ft-,$(FT_METHODS)) $(addprefix lin-,$(LIN_METHODS))
+# Paired comparisons A:B (A... -- B...), kept when both runs exist.
+COMPARE ?= ft-simclr:ft-vanilla ft-supervised:ft-vanilla ft-simclr:ft-supervised lin-simclr:lin-vanilla lin-supervised:lin-vanilla
+COMPARISONS := $(strip $(foreach c,$(COMPARE),$(if $(and $(filter $(word 1,$(subst :, ,$(c))),$(RUNS)),$(filter $(word 2,$(subst :, ,$(c))),$(RUNS))),$(c))))
+
+# Settings files: what each step's result depends on besides its input files.
+FT_SETTINGS  := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(EPOCHS) batch=$(BATCH) lr=$(LR) wd=$(WD) seed=$(SEED) opts=$(FT_OPTS)
+LIN_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(LIN_EPOCHS) batch=$(BATCH) lr=$(LIN_LR) wd=$(WD) seed=$(SEED) opts=$(LIN_OPTS)
+$(call settings,$(CFG)/ft.cfg,$(FT_SETTINGS))
+$(call settings,$(CFG)/lin.cfg,$(LIN_SETTINGS))
+$(call settings,$(CFG)/tsne.cfg,fold=$(TSNE_FOLD) opts=$(TSNE_OPTS))
+$(foreach m,simclr supervised,$(call settings,$(CFG)/enc-$(m).cfg,$(ENC_$(m)) $(INIT_OPTS) $(INIT_OPTS_$(m))))
+$(call settings,$(CFG)/enc-vanilla.cfg,none)
+$(call settings,$(CFG)/runs.cfg,folds=$(FOLDS) runs=$(RUNS) compare=$(COMPARISONS))
+
+.PHONY: all table clean-results
+all: $(OUT)/table.md
+table: $(OUT)/table.md
+
+# ---- folds ----
+$(WORK)/split/fold%/train.tsz: $(MEL) $(BIN)/tsz
+	@mkdir -p $(@D)
+	$(BIN)/tsz select --fold $* --invert -o $@ $<
+$(WORK)/split/fold%/test.tsz: $(MEL) $(BIN)/tsz
+	@mkdir -p $(@D)
+	$(BIN)/tsz select --fold $* -o $@ $<
+
+# ---- one run (fine-tuning or linear evaluation of one method) over every fold ----
+# finetune checkpoints every epoch to foldK/model.ckpt: an interrupted run resumes from it, unless a
+# prerequisite (data, encoder, settings, the tool itself) changed after it was written.
+CKPT = $(@:.tsz=.ckpt)
+RESUME = --checkpoint $(CKPT)$(if $(wildcard $(CKPT)),$(if $(shell find $^ -newer $(CKPT) 2>/dev/null),$(shell rm -f $(CKPT)), --resume))
+# $(1) run name (ft-vanilla), $(2) method (vanilla), $(3) settings file, $(4) extra finetune options
+define RUN_template
+$(WORK)/$(1)/fold%/model.tsz: $(WORK)/split/fold%/train.tsz $(ENC_$(2)) $(3) $(CFG)/enc-$(2).cfg $(BIN)/finetune
+	$$(call say,$(DATASET) fold $$*: $(1))
+	@mkdir -p $$(@D)
+	$$(RUN) $(BIN)/finetune $(4) $(if $(ENC_$(2)),--init $(ENC_$(2)) $(INIT_OPTS) $(INIT_OPTS_$(2))) \
+	  --seed $(SEED) -j $$(THREADS) --log $$(@D)/log.tsv -o $$@ $$(RESUME) $$<
+$(OUT)/$(1)/fold%.logits.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold%/test.tsz $(BIN)/embed
+	@mkdir -p $$(@D)
+	$$(RUN) $(BIN)/embed --logits -j $$(THREADS) --model $$< -o $$@ $$(word 2,$$^)
+$(WORK)/$(1)/fold%/features.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold%/test.tsz $(BIN)/embed
+	$$(RUN) $(BIN)/embed -j $$(THREADS) --model $$< -o $$@ $$(word 2,$$^)
+$(OUT)/$(1)/tsne.png: $(WORK)/$(1)/fold$(TSNE_FOLD)/features.tsz $(CFG)/tsne.cfg $(BIN)/tsne
+	@mkdir -p $$(@D)
+	$$(RUN) $(BIN)/tsne $(TSNE_OPTS) -j $$(THREADS) --png $$@ -o $(WORK)/$(1)/tsne.tsz $$<
+$(OUT)/$(1)/score.txt: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
+	$(BIN)/score $$(filter %.logits.tsz,$$^) > $$@.tmp && mv $$@.tmp $$@
+$(OUT)/$(1)/score.csv: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
+	$(BIN)/score --csv $$(filter %.logits.tsz,$$^) > $$@.tmp && mv $$@.tmp $$@
+$(OUT)/$(1)/confusion.png: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
+	$(BIN)/score --png $$@ $$(filter %.logits.tsz,$$^) > /dev/null
+endef
+
+FT_ARGS  = --arch $(ARCH) --width $(WIDTH) --stem $(STEM) --epochs $(EPOCHS) --batch $(BATCH) --lr $(LR) --wd $(WD) $(FT_OPTS)
+LIN_ARGS = --arch $(ARCH) --width $(WIDTH) --stem $(STEM) --epochs $(LIN_EPOCHS) --batch $(BATCH) --lr $(LIN_LR) --wd $(WD) --freeze-backbone $(LIN_OPTS)
+$(foreach m,$(FT_METHODS),$(eval $(call RUN_template,ft-$(m),$(m),$(CFG)/ft.cfg,$(FT_ARGS))))
+$(foreach m,$(LIN_METHODS),$(eval $(call RUN_template,lin-$(m),$(m),$(CFG)/lin.cfg,$(LIN_ARGS))))
+
+# ---- paired comparisons ----
+define COMPARE_template
+$(OUT)/compare-$(1)-vs-$(2).txt: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz $(OUT)/$(2)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
+	$(BIN)/score --compare $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) -- \
+	  $(foreach k,$(FOLDS),$(OUT)/$(2)/fold$(k).logits.tsz) > $$@.tmp && mv $$@.tmp $$@
+endef
+$(foreach c,$(COMPARISONS),$(eval $(call COMPARE_template,$(word 1,$(subst :, ,$(c))),$(word 2,$(subst :, ,$(c))))))
+
+# ---- the table ----
+TABLE_INPUTS := $(foreach r,$(RUNS),$(OUT)/$(r)/score.csv $(OUT)/$(r)/score.txt $(OUT)/$(r)/confusion.png $(OUT)/$(r)/tsne.png) \
+  $(foreach c,$(COMPARISONS),$(OUT)/compare-$(subst :,-vs-,$(c)).txt)
+$(OUT)/table.md: $(TABLE_INPUTS) $(CFG)/ft.cfg $(CFG)/lin.cfg $(CFG)/mel.cfg $(CFG)/runs.cfg $(PIPELINES)/table.sh $(PIPELINES)/paper.tsv
+	@mkdir -p $(@D)
+	DATASET=$(call sq,$(DATASET)) TITLE=$(call sq,$(DATASET_TITLE)) OUT=$(call sq,$(OUT)) CFG=$(call sq,$(CFG)) \
+	  FOLDS=$(call sq,$(FOLDS)) RUNS=$(call sq,$(RUNS)) COMPARISONS=$(call sq,$(COMPARISONS)) \
+	  ENC_simclr=$(call sq,$(ENC_simclr)) ENC_supervised=$(call sq,$(ENC_supervised)) \
+	  sh $(PIPELINES)/table.sh > $@.tmp && mv $@.tmp $@
+
+clean-results:
+	rm -rf $(OUT) $(filter-out $(CFG),$(wildcard $(WORK)/*))
+
+endif # EARSIGHT_KFOLD_$(DATASET)
+endif # DATASET

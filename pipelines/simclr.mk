@@ -1,0 +1,68 @@
+# simclr.mk: SimCLR pre-training of an encoder on unlabelled natural images:
+#   img2tensor --u8 --no-labels | augment --policy simclr --views 2 --epochs E | simclr-train
+# Run it alone:  make -f pipelines/simclr.mk SIMCLR_IMAGES=DIR [knobs]   (writes $(SIMCLR_MODEL))
+# or let esc50.mk/us8k.mk/gtzan.mk/demo.mk include it (they do when SIMCLR_IMAGES is set and
+# SIMCLR_INIT is not).
+#
+# Knobs:
+#   SIMCLR_IMAGES   image files and/or directories (walked recursively, JPEG and PNG)
+#   SIMCLR_TSZ      instead of SIMCLR_IMAGES: a prepared u8 image stream (with a rule of its own)
+#   SIMCLR_WORK     work directory (default work/simclr); the encoder is $(SIMCLR_WORK)/encoder.tsz
+#   SIMCLR_RESIZE SIMCLR_CROP  img2tensor: shorter side, then centre crop (72, 72)
+#   SIMCLR_SIZE     augmented view size (64)
+#   SIMCLR_EPOCHS   passes over the images (100);  SIMCLR_BATCH  pairs per step (256)
+#   SIMCLR_LR SIMCLR_TEMP SIMCLR_STEM  simclr-train --lr, --temperature, --stem (small: 3x3 stem, no max-pool)
+#   SIMCLR_AUG_OPTS SIMCLR_OPTS        further augment / simclr-train options
+#   ARCH WIDTH SEED THREADS BIN        as in common.mk
+
+ifndef EARSIGHT_SIMCLR_MK
+EARSIGHT_SIMCLR_MK := 1
+
+include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
+
+SIMCLR_IMAGES ?=
+SIMCLR_WORK   ?= work/simclr
+SIMCLR_RESIZE ?= 72
+SIMCLR_CROP   ?= 72
+SIMCLR_SIZE   ?= 64
+SIMCLR_EPOCHS ?= 100
+SIMCLR_BATCH  ?= 256
+SIMCLR_LR     ?=
+SIMCLR_TEMP   ?=
+SIMCLR_STEM   ?= small
+SIMCLR_AUG_OPTS ?=
+SIMCLR_OPTS   ?=
+SIMCLR_MODEL  := $(SIMCLR_WORK)/encoder.tsz
+SIMCLR_TSZ    ?= $(SIMCLR_WORK)/images.tsz
+
+SIMCLR_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(SIMCLR_STEM) size=$(SIMCLR_SIZE) epochs=$(SIMCLR_EPOCHS) \
+  batch=$(SIMCLR_BATCH) lr=$(SIMCLR_LR) temp=$(SIMCLR_TEMP) seed=$(SEED) aug=$(SIMCLR_AUG_OPTS) opts=$(SIMCLR_OPTS)
+$(call settings,$(SIMCLR_WORK)/cfg/train.cfg,$(SIMCLR_SETTINGS))
+
+ifneq ($(strip $(SIMCLR_IMAGES)),)
+$(call settings,$(SIMCLR_WORK)/cfg/images.cfg,images=$(SIMCLR_IMAGES) resize=$(SIMCLR_RESIZE) crop=$(SIMCLR_CROP) \
+  data=$(foreach d,$(SIMCLR_IMAGES),$(call fingerprint,$(d))))
+$(SIMCLR_WORK)/images.tsz: $(SIMCLR_WORK)/cfg/images.cfg $(BIN)/img2tensor
+	$(call say,SimCLR: decoding images)
+	@mkdir -p $(@D)
+	$(RUN) $(BIN)/img2tensor --u8 --no-labels --resize $(SIMCLR_RESIZE) --crop $(SIMCLR_CROP) \
+	  -j $(THREADS) -o $@ $(SIMCLR_IMAGES)
+endif
+
+$(SIMCLR_MODEL): $(SIMCLR_TSZ) $(SIMCLR_WORK)/cfg/train.cfg $(BIN)/augment $(BIN)/simclr-train
+	$(call say,SimCLR pre-training: $(ARCH) width $(WIDTH)$(,) $(SIMCLR_EPOCHS) epochs)
+	$(BIN)/augment --policy simclr --views 2 --epochs $(SIMCLR_EPOCHS) --shuffle --size $(SIMCLR_SIZE) \
+	  --seed $(SEED) -j 1 $(SIMCLR_AUG_OPTS) $< | \
+	$(RUN) $(BIN)/simclr-train --arch $(ARCH) --width $(WIDTH) --stem $(SIMCLR_STEM) --batch $(SIMCLR_BATCH) \
+	  $(if $(SIMCLR_LR),--lr $(SIMCLR_LR)) $(if $(SIMCLR_TEMP),--temperature $(SIMCLR_TEMP)) --seed $(SEED) \
+	  -j $(THREADS) --log $(SIMCLR_WORK)/train.tsv $(SIMCLR_OPTS) -o $@ -
+
+.PHONY: simclr
+simclr: $(SIMCLR_MODEL)
+
+endif # EARSIGHT_SIMCLR_MK
+
+# Standalone: the default goal is the encoder.
+ifeq ($(notdir $(firstword $(MAKEFILE_LIST))),simclr.mk)
+.DEFAULT_GOAL := simclr
+endif

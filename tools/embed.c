@@ -1,0 +1,171 @@
+/* embed: run a trained network over a TSZ stream in eval mode and write one f32 record per input with
+ * the same name, label and fold: pooled penultimate features (default), a named block's pooled output,
+ * logits or softmax probabilities.  The record loop lives in lib/train.c (train_embed). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn.h"
+#include "train.h"
+#include "tsz.h"
+#include "util.h"
+
+struct opts {
+    const char *model, *input, *output, *layer;
+    int kind, batch, threads, level, raw, verbose;
+};
+
+static void usage(void)
+{
+    printf("Usage: embed --model=MODEL [OPTION]... [INPUT]\n"
+           "Write the pooled feature vector of each record of INPUT (default: stdin), computed by MODEL in\n"
+           "evaluation mode, as one f32 record with the same name, label and fold.\n"
+           "  -m, --model=MODEL    the network: a TSZ model (finetune, simclr-train), .safetensors or .pth\n"
+           "  -o, --output=FILE    write to FILE instead of stdout\n"
+           "      --logits         write the classifier's logits instead of features\n"
+           "      --probs          write softmax probabilities instead of features\n"
+           "      --layer=NAME     features of another point: conv1, maxpool, layer1..layer4, layerN.B,\n"
+           "                       avgpool (default; the penultimate features)\n"
+           "  -b, --batch=N        records per forward pass (default 64)\n"
+           "  -j, --threads=N      threads (default: all cores)\n"
+           "      --level=N        zstd level 1..19 (default 3)\n"
+           "      --raw            write the stream uncompressed\n"
+           "  -v, --verbose        show progress even when stderr is not a terminal\n"
+           "  -h, --help           show this help and exit\n"
+           "  -V, --version        show the version and exit\n"
+           "Exit status: 0 success, 1 runtime error, 2 usage error.  See embed(1), finetune(1), tsz(5).\n");
+    exit(0);
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW };
+    static const struct option lo[] = {
+        {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
+        {"logits", no_argument, 0, O_LOGITS}, {"probs", no_argument, 0, O_PROBS},
+        {"layer", required_argument, 0, O_LAYER}, {"batch", required_argument, 0, 'b'},
+        {"threads", required_argument, 0, 'j'}, {"level", required_argument, 0, O_LEVEL},
+        {"raw", no_argument, 0, O_RAW}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+    opterr = 0;
+    int c, n_kind = 0;
+    while ((c = getopt_long(argc, argv, ":m:o:b:j:vhV", lo, NULL)) != -1) {
+        switch (c) {
+        case 'm': o->model = optarg; break;
+        case 'o': o->output = optarg; break;
+        case O_LOGITS: o->kind = TRAIN_EMBED_LOGITS, n_kind++; break;
+        case O_PROBS: o->kind = TRAIN_EMBED_PROBS, n_kind++; break;
+        case O_LAYER: o->layer = optarg, n_kind++; break;
+        case 'b': o->batch = (int)util_opt_long("--batch", optarg, 1, 65536); break;
+        case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
+        case O_LEVEL: o->level = (int)util_opt_long("--level", optarg, 1, 19); break;
+        case O_RAW: o->raw = 1; break;
+        case 'v': o->verbose = 1; break;
+        case 'h': usage(); break;
+        case 'V': util_print_version(); break;
+        case ':': util_usage_error("option '%s' needs a value", argv[optind - 1]); break;
+        default: util_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (!o->model) util_usage_error("no model: give --model MODEL");
+    if (n_kind > 1) util_usage_error("--logits, --probs and --layer exclude each other");
+    if (optind + 1 < argc) util_usage_error("one input only ('%s' is extra)", argv[optind + 1]);
+    if (optind < argc) o->input = argv[optind];
+}
+
+/* history = the input's lines, then the model's lines the input does not already have (how the model
+ * was trained), then this command. */
+static int merge_history(tsz_attrs *a, const tsz_attrs *model, int argc, char **argv)
+{
+    const char *mh = tsz_attrs_get(model, "history");
+    if (mh && *mh) {
+        const char *ih = tsz_attrs_get(a, "history");
+        size_t cap = (ih ? strlen(ih) : 0) + strlen(mh) + 2;
+        char *s = malloc(cap);
+        if (!s) return -1;
+        size_t n = 0;
+        s[0] = 0;
+        if (ih && *ih) n += (size_t)snprintf(s, cap, "%s", ih);
+        for (const char *p = mh; *p;) {
+            size_t len = strcspn(p, "\n");
+            int have = 0;
+            for (const char *q = ih; q && *q && !have;) {
+                size_t l2 = strcspn(q, "\n");
+                have = l2 == len && !strncmp(p, q, len);
+                q += l2 + (q[l2] == '\n');
+            }
+            if (!have && len) n += (size_t)snprintf(s + n, cap - n, "%s%.*s", n ? "\n" : "", (int)len, p);
+            p += len + (p[len] == '\n');
+        }
+        int rc = tsz_attrs_set(a, "history", s);
+        free(s);
+        if (rc < 0) return -1;
+    }
+    return tsz_attrs_add_history(a, argc, argv);
+}
+
+int main(int argc, char **argv)
+{
+    util_set_progname(argv[0]);
+    struct opts o = {.input = "-", .output = "-", .batch = 64};
+    parse_args(argc, argv, &o);
+    struct util_err err = {{0}};
+    nn_model *m = NULL;
+    train_reader in = {0};
+    tsz_writer *out = NULL;
+    tsz_attrs mattrs, a;
+    tsz_attrs_init(&mattrs);
+    tsz_attrs_init(&a);
+    int rc = 1;
+    nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
+    if (!(m = train_load_model(o.model, &mattrs, &err))) goto done;
+    if (o.layer && nn_layer_channels(m, o.layer) < 0) {
+        util_err_set(&err, "%s: unknown layer '%s' (conv1, %slayer1..layer4, layerN.B, avgpool)", o.model, o.layer,
+                     m->cfg.stem == NN_STEM_IMAGENET ? "maxpool, " : "");
+        goto done;
+    }
+    if (o.kind != TRAIN_EMBED_FEATURES && m->cfg.num_classes <= 0) {
+        util_err_set(&err, "%s: the model has no classifier (num_classes 0): no %s to write", o.model,
+                     o.kind == TRAIN_EMBED_LOGITS ? "logits" : "probabilities");
+        goto done;
+    }
+    if (train_reader_open(&in, o.input, &err) < 0) goto done;
+    const tsz_attrs *ia = train_reader_attrs(&in);
+    if (tsz_attrs_copy(&a, ia) < 0) goto oom;
+    /* companions are dropped, so the declared count holds only without them */
+    int64_t declared = tsz_attrs_get(ia, "soft_labels") ? -1 : tsz_reader_declared(in.r);
+    static const char *const drop[] = {"soft_labels", "records_total", "num_classes", "layer"};
+    for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) tsz_attrs_remove(&a, drop[i]);
+    const char *kind = o.kind == TRAIN_EMBED_LOGITS ? "logits" : o.kind == TRAIN_EMBED_PROBS ? "probs" : "features";
+    const int dim = o.kind == TRAIN_EMBED_FEATURES ? nn_layer_channels(m, o.layer ? o.layer : "avgpool")
+                                                    : m->cfg.num_classes;
+    if (tsz_attrs_set(&a, "kind", kind) < 0 || tsz_attrs_setf(&a, "dim", "%d", dim) < 0 ||
+        tsz_attrs_set(&a, "embed_model", o.model) < 0 || tsz_attrs_set(&a, "embed_arch", m->cfg.arch) < 0 ||
+        (o.kind == TRAIN_EMBED_FEATURES && tsz_attrs_set(&a, "layer", o.layer ? o.layer : "avgpool") < 0))
+        goto oom;
+    if (o.kind != TRAIN_EMBED_FEATURES && !tsz_attrs_get(&a, "classes") && tsz_attrs_get(&mattrs, "classes") &&
+        tsz_attrs_set(&a, "classes", tsz_attrs_get(&mattrs, "classes")) < 0)
+        goto oom;
+    if (merge_history(&a, &mattrs, argc, argv) < 0) goto oom;
+    tsz_wopts wo;
+    tsz_wopts_default(&wo);
+    if (o.level) wo.level = o.level;
+    wo.raw = o.raw;
+    train_embed_opts eo = {.kind = o.kind, .layer = o.layer, .batch = o.batch};
+    if (!(out = tsz_writer_open(o.output, &a, declared, &wo, &err)) || train_embed(m, &in, out, &eo, o.verbose, &err) < 0 ||
+        tsz_writer_finish(out, &err) < 0)
+        goto done;
+    rc = 0;
+    goto done;
+oom:
+    util_err_set(&err, "out of memory");
+done:
+    if (rc) util_report(&err);
+    train_reader_close(&in);
+    tsz_writer_close(out);
+    nn_model_free(m);
+    tsz_attrs_free(&mattrs);
+    tsz_attrs_free(&a);
+    return rc;
+}

@@ -1,0 +1,856 @@
+/* wav2mel: audio files -> a TSZ stream of log-mel spectrograms, one f32 record (channels x mels x
+ * frames) per clip with its name, label and fold.  Files come from the command line, a list, or a
+ * dataset's own metadata (ESC-50, ESC-10, UrbanSound8K, GTZAN).  Clips are decoded and transformed
+ * in parallel and written in input order, so the output does not depend on the thread count. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audio.h"
+#include "mel.h"
+#include "plot.h"
+#include "tsz.h"
+#include "util.h"
+
+/* ---- inputs ---- */
+typedef struct {
+    char *path;
+    char name[TSZ_MAX_NAME + 1];
+    int32_t label, fold;
+} item;
+
+typedef struct {
+    item *v;
+    int64_t n, cap;
+    char **classes;      /* label order; NULL when unlabelled */
+    int n_classes;
+    const char *dataset; /* "esc50", ... or NULL */
+} item_list;
+
+static int add_item(item_list *L, const char *path, const char *name, int32_t label, int32_t fold,
+                    struct util_err *err)
+{
+    if (L->n == L->cap) {
+        int64_t nc = L->cap ? 2 * L->cap : 256;
+        item *nv = realloc(L->v, (size_t)nc * sizeof *nv);
+        if (!nv) return util_err_set(err, "out of memory");
+        L->v = nv;
+        L->cap = nc;
+    }
+    item *it = &L->v[L->n];
+    char base[4096];
+    if (!name) {   /* clip id: the file name without directory and extension */
+        const char *s = strrchr(path, '/');
+        snprintf(base, sizeof base, "%s", s ? s + 1 : path);
+        char *dot = strrchr(base, '.');
+        if (dot && dot != base) *dot = 0;
+        name = base;
+    }
+    if (strlen(name) > TSZ_MAX_NAME) return util_err_set(err, "%s: clip name longer than %d bytes", path, TSZ_MAX_NAME);
+    if (!(it->path = strdup(path))) return util_err_set(err, "out of memory");
+    strcpy(it->name, name);
+    it->label = label;
+    it->fold = fold;
+    L->n++;
+    return 0;
+}
+
+static void free_items(item_list *L)
+{
+    for (int64_t i = 0; i < L->n; i++) free(L->v[i].path);
+    free(L->v);
+    if (L->classes) tsz_free_classes(L->classes, L->n_classes);
+}
+
+/* Split a text buffer into lines in place; returns the next line or NULL.  Handles \r\n. */
+static char *next_line(char **cur)
+{
+    char *s = *cur;
+    if (!s || !*s) return NULL;
+    char *e = strchr(s, '\n');
+    if (e) {
+        *e = 0;
+        *cur = e + 1;
+    } else {
+        *cur = s + strlen(s);
+    }
+    size_t k = strlen(s);
+    if (k && s[k - 1] == '\r') s[k - 1] = 0;
+    return s;
+}
+
+/* Split one CSV line into at most max fields in place (double-quoted fields may hold commas). */
+static int csv_split(char *s, char **f, int max)
+{
+    int n = 0;
+    while (n < max) {
+        char *out = s;
+        f[n++] = s;
+        if (*s == '"') {
+            char *r = s + 1;
+            out = s;
+            for (;;) {
+                if (!*r) break;
+                if (*r == '"' && r[1] == '"') { *out++ = '"'; r += 2; continue; }
+                if (*r == '"') { r++; break; }
+                *out++ = *r++;
+            }
+            while (*r && *r != ',') r++;
+            int more = *r == ',';
+            *out = 0;
+            if (!more) break;
+            s = r + 1;
+        } else {
+            char *c = strchr(s, ',');
+            if (!c) break;
+            *c = 0;
+            s = c + 1;
+        }
+    }
+    return n;
+}
+
+static int read_text(const char *path, char **text, struct util_err *err)
+{
+    void *d = NULL;
+    size_t n = 0;
+    if (strcmp(path, "-") == 0) {
+        size_t cap = 0;
+        char buf[65536];
+        size_t k;
+        while ((k = fread(buf, 1, sizeof buf, stdin)) > 0) {
+            if (n + k + 1 > cap) {
+                cap = (n + k + 1) * 2;
+                if (cap > (256u << 20)) { free(d); return util_err_set(err, "-: list longer than 256 MB"); }
+                void *nd = realloc(d, cap);
+                if (!nd) { free(d); return util_err_set(err, "out of memory"); }
+                d = nd;
+            }
+            memcpy((char *)d + n, buf, k);
+            n += k;
+        }
+        if (ferror(stdin)) { free(d); return util_err_sys(err, "-: read error"); }
+    } else if (util_read_file(path, 256u << 20, &d, &n, err) < 0) {
+        return -1;
+    }
+    char *t = realloc(d, n + 1);
+    if (!t) { free(d); return util_err_set(err, "out of memory"); }
+    t[n] = 0;
+    if (memchr(t, 0, n)) { free(t); return util_err_set(err, "%s: binary data in a text file", path); }
+    *text = t;
+    return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, int32_t *out)
+{
+    long v;
+    while (*s == ' ') s++;
+    if (util_parse_long(s, lo, hi, &v) < 0) return -1;
+    *out = (int32_t)v;
+    return 0;
+}
+
+/* --list FILE: path<TAB>label<TAB>fold[<TAB>name]; label and fold may be left out. */
+static int read_list(const char *path, item_list *L, struct util_err *err)
+{
+    char *text, *cur, *line;
+    if (read_text(path, &text, err) < 0) return -1;
+    cur = text;
+    int64_t ln = 0;
+    int rc = 0;
+    while ((line = next_line(&cur))) {
+        ln++;
+        if (!line[0] || line[0] == '#') continue;
+        char *f[5] = { 0 };
+        int nf = 0;
+        for (char *s = line; nf < 5;) {
+            f[nf++] = s;
+            char *t = strchr(s, '\t');
+            if (!t) break;
+            *t = 0;
+            s = t + 1;
+        }
+        int32_t label = -1, fold = 0;
+        if (nf > 4 || !f[0][0] || (nf > 1 && f[1][0] && parse_int(f[1], -1, INT32_MAX, &label) < 0) ||
+            (nf > 2 && f[2][0] && parse_int(f[2], 0, INT32_MAX, &fold) < 0) || (nf > 3 && !f[3][0])) {
+            rc = util_err_set(err, "%s: line %lld: expected path<TAB>label<TAB>fold[<TAB>name]", path, (long long)ln);
+            break;
+        }
+        if (add_item(L, f[0], nf > 3 ? f[3] : NULL, label, fold, err) < 0) { rc = -1; break; }
+    }
+    free(text);
+    if (rc == 0 && L->n == 0) rc = util_err_set(err, "%s: no files listed", path);
+    return rc;
+}
+
+/* Column index of name in a CSV header, or -1. */
+static int col_of(char **h, int nh, const char *name)
+{
+    for (int i = 0; i < nh; i++)
+        if (!strcmp(h[i], name)) return i;
+    return -1;
+}
+
+/* Record class names by label; the same label must always name the same class. */
+static int set_class(item_list *L, int label, const char *name, const char *where, struct util_err *err)
+{
+    if (label < 0 || label > 100000) return util_err_set(err, "%s: class id %d out of range", where, label);
+    if (label >= L->n_classes) {
+        char **nc = realloc(L->classes, (size_t)(label + 1) * sizeof *nc);
+        if (!nc) return util_err_set(err, "out of memory");
+        for (int i = L->n_classes; i <= label; i++) nc[i] = NULL;
+        L->classes = nc;
+        L->n_classes = label + 1;
+    }
+    if (!L->classes[label]) {
+        if (!(L->classes[label] = strdup(name))) return util_err_set(err, "out of memory");
+    } else if (strcmp(L->classes[label], name) != 0) {
+        return util_err_set(err, "%s: class id %d is both '%s' and '%s'", where, label, L->classes[label], name);
+    }
+    return 0;
+}
+
+static int check_classes(item_list *L, const char *where, struct util_err *err)
+{
+    for (int i = 0; i < L->n_classes; i++)
+        if (!L->classes[i]) return util_err_set(err, "%s: no clip of class id %d (ids must be 0..%d)", where, i, L->n_classes - 1);
+    return 0;
+}
+
+/* A dataset CSV: columns named file_col, fold_col, label_col, class_col; audio at dir/sub(fold)/file. */
+static int read_csv_dataset(const char *dir, const char *csv_rel, const char *file_col, const char *fold_col,
+                            const char *label_col, const char *class_col, int us8k, item_list *L,
+                            struct util_err *err)
+{
+    char csv[4096];
+    snprintf(csv, sizeof csv, "%s/%s", dir, csv_rel);
+    char *text, *cur, *line;
+    if (read_text(csv, &text, err) < 0) return -1;
+    cur = text;
+    char *h[64];
+    int nh = 0, rc = 0;
+    line = next_line(&cur);
+    if (line) nh = csv_split(line, h, 64);
+    int cf = col_of(h, nh, file_col), co = col_of(h, nh, fold_col), cl = col_of(h, nh, label_col),
+        cc = col_of(h, nh, class_col);
+    if (!line || cf < 0 || co < 0 || cl < 0 || cc < 0) {
+        free(text);
+        return util_err_set(err, "%s: header must name the columns %s, %s, %s and %s", csv, file_col, fold_col, label_col,
+                            class_col);
+    }
+    int need = cf > co ? cf : co;
+    need = need > cl ? need : cl;
+    need = need > cc ? need : cc;
+    int64_t ln = 1;
+    while ((line = next_line(&cur))) {
+        ln++;
+        if (!line[0]) continue;
+        char *f[64];
+        int nf = csv_split(line, f, 64);
+        char where[4200];
+        snprintf(where, sizeof where, "%s: line %lld", csv, (long long)ln);
+        int32_t fold, label;
+        if (nf <= need || parse_int(f[co], 0, 1000, &fold) < 0 || parse_int(f[cl], 0, 100000, &label) < 0 || !f[cf][0] ||
+            strchr(f[cf], '/')) {
+            rc = util_err_set(err, "%s: malformed row", where);
+            break;
+        }
+        char path[8192];
+        if (us8k) snprintf(path, sizeof path, "%s/audio/fold%d/%s", dir, (int)fold, f[cf]);
+        else snprintf(path, sizeof path, "%s/audio/%s", dir, f[cf]);
+        if (set_class(L, label, f[cc], where, err) < 0 || add_item(L, path, NULL, label, fold, err) < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    free(text);
+    if (rc == 0 && L->n == 0) rc = util_err_set(err, "%s: no rows", csv);
+    if (rc == 0) rc = check_classes(L, csv, err);
+    return rc;
+}
+
+/* Sorted names of the entries of dir that are directories (want_dirs) or audio files. */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int list_dir(const char *dir, int want_dirs, const char *const *exts, char ***out, int *n_out,
+                    struct util_err *err)
+{
+    DIR *d = opendir(dir);
+    if (!d) return util_err_sys(err, "%s", dir);
+    char **v = NULL;
+    int n = 0, cap = 0, rc = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char p[8192];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (stat(p, &st) != 0) continue;
+        if (want_dirs ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) continue;
+        if (exts) {
+            const char *dot = strrchr(e->d_name, '.');
+            int ok = 0;
+            for (int i = 0; dot && exts[i]; i++) ok |= strcasecmp(dot + 1, exts[i]) == 0;
+            if (!ok) continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nv = realloc(v, (size_t)cap * sizeof *nv);
+            if (!nv) { rc = util_err_set(err, "out of memory"); break; }
+            v = nv;
+        }
+        if (!(v[n] = strdup(e->d_name))) { rc = util_err_set(err, "out of memory"); break; }
+        n++;
+    }
+    closedir(d);
+    if (rc) {
+        tsz_free_classes(v, n);
+        return -1;
+    }
+    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+/* GTZAN: genres/<genre>/<file>.wav|.au (also genres_original/ or the genre folders directly);
+ * genres sorted by name are the labels; files sorted by name; fold = index within genre % 10 + 1. */
+static int read_gtzan(const char *dir, item_list *L, struct util_err *err)
+{
+    static const char *const exts[] = { "wav", "au", NULL };
+    char root[4096];
+    struct stat st;
+    snprintf(root, sizeof root, "%s/genres", dir);
+    if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        snprintf(root, sizeof root, "%s/genres_original", dir);
+        if (stat(root, &st) != 0 || !S_ISDIR(st.st_mode)) snprintf(root, sizeof root, "%s", dir);
+    }
+    char **genres;
+    int ng;
+    if (list_dir(root, 1, NULL, &genres, &ng, err) < 0) return -1;
+    int rc = 0;
+    for (int g = 0; g < ng && rc == 0; g++) {
+        char gd[8192];
+        snprintf(gd, sizeof gd, "%s/%s", root, genres[g]);
+        char **files;
+        int nf;
+        if (list_dir(gd, 0, exts, &files, &nf, err) < 0) { rc = -1; break; }
+        if (nf == 0) rc = util_err_set(err, "%s: no .wav or .au files", gd);
+        for (int i = 0; i < nf && rc == 0; i++) {
+            char p[16384];
+            snprintf(p, sizeof p, "%s/%s", gd, files[i]);
+            rc = set_class(L, g, genres[g], gd, err);
+            if (rc == 0) rc = add_item(L, p, NULL, g, i % 10 + 1, err);
+        }
+        tsz_free_classes(files, nf);
+    }
+    tsz_free_classes(genres, ng);
+    if (rc == 0 && L->n == 0) rc = util_err_set(err, "%s: no genre folders", root);
+    return rc;
+}
+
+/* ESC-10 and the original ESC-50 release: "NNN - Class/<fold>-<id>-<take>.ogg".  Folders sorted
+ * by name give the labels (so NNN - 1), the class is the text after " - ", the fold the leading
+ * number of the file name. */
+static int read_esc_dirs(const char *dir, item_list *L, struct util_err *err)
+{
+    static const char *const exts[] = { "ogg", "wav", "flac", NULL };
+    char **cls;
+    int nc;
+    if (list_dir(dir, 1, NULL, &cls, &nc, err) < 0) return -1;
+    int rc = 0, label = 0;
+    for (int c = 0; c < nc && rc == 0; c++) {
+        const char *dash = strstr(cls[c], " - ");
+        if (!isdigit((unsigned char)cls[c][0]) || !dash) continue;   /* not a class folder */
+        char cd[8192];
+        snprintf(cd, sizeof cd, "%s/%s", dir, cls[c]);
+        char **files;
+        int nf;
+        if (list_dir(cd, 0, exts, &files, &nf, err) < 0) { rc = -1; break; }
+        for (int i = 0; i < nf && rc == 0; i++) {
+            char p[16384];
+            snprintf(p, sizeof p, "%s/%s", cd, files[i]);
+            int32_t fold = 0;
+            char num[16];
+            size_t k = strspn(files[i], "0123456789");
+            if (k == 0 || k >= sizeof num || files[i][k] != '-') {
+                rc = util_err_set(err, "%s: file name does not start with '<fold>-'", p);
+                break;
+            }
+            memcpy(num, files[i], k);
+            num[k] = 0;
+            parse_int(num, 0, 1000, &fold);
+            rc = set_class(L, label, dash + 3, cd, err);
+            if (rc == 0) rc = add_item(L, p, NULL, label, fold, err);
+        }
+        tsz_free_classes(files, nf);
+        label++;
+    }
+    tsz_free_classes(cls, nc);
+    if (rc == 0 && L->n == 0) rc = util_err_set(err, "%s: no 'NNN - Class' folders with audio files", dir);
+    return rc;
+}
+
+/* ---- options ---- */
+enum {
+    O_ESC50 = 256, O_ESC10, O_US8K, O_GTZAN, O_DURATION, O_FIT, O_RESAMPLE, O_MAXDUR, O_FMIN, O_FMAX, O_SCALE,
+    O_NORM, O_CENTER, O_POWER, O_LOG, O_EPS, O_REF, O_AMIN, O_TOPDB, O_WIDTH, O_NOAA, O_PNG, O_SKIP, O_LEVEL, O_RAW
+};
+
+static const struct option long_opts[] = {
+    { "output", 1, 0, 'o' }, { "list", 1, 0, 'l' }, { "esc50", 1, 0, O_ESC50 }, { "esc10", 1, 0, O_ESC10 },
+    { "urbansound8k", 1, 0, O_US8K }, { "gtzan", 1, 0, O_GTZAN }, { "preset", 1, 0, 'p' }, { "rate", 1, 0, 'r' },
+    { "duration", 1, 0, O_DURATION }, { "fit", 1, 0, O_FIT }, { "resample", 1, 0, O_RESAMPLE },
+    { "max-duration", 1, 0, O_MAXDUR }, { "n-fft", 1, 0, 'n' }, { "win", 1, 0, 'w' }, { "hop", 1, 0, 'H' },
+    { "channels", 1, 0, 'c' }, { "mels", 1, 0, 'm' }, { "fmin", 1, 0, O_FMIN }, { "fmax", 1, 0, O_FMAX },
+    { "mel-scale", 1, 0, O_SCALE }, { "mel-norm", 1, 0, O_NORM }, { "center", 1, 0, O_CENTER },
+    { "power", 1, 0, O_POWER }, { "log", 1, 0, O_LOG }, { "eps", 1, 0, O_EPS }, { "ref", 1, 0, O_REF },
+    { "amin", 1, 0, O_AMIN }, { "top-db", 1, 0, O_TOPDB }, { "width", 1, 0, O_WIDTH },
+    { "no-antialias", 0, 0, O_NOAA }, { "png", 1, 0, O_PNG }, { "skip-bad", 0, 0, O_SKIP },
+    { "threads", 1, 0, 'j' }, { "level", 1, 0, O_LEVEL }, { "raw", 0, 0, O_RAW }, { "verbose", 0, 0, 'v' },
+    { "help", 0, 0, 'h' }, { "version", 0, 0, 'V' }, { 0, 0, 0, 0 }
+};
+
+static void usage(void)
+{
+    printf(
+        "Usage: wav2mel [OPTION]... FILE...\n"
+        "  or:  wav2mel [OPTION]... --list=LIST | --esc50=DIR | --esc10=DIR | --urbansound8k=DIR | --gtzan=DIR\n"
+        "Write the log-mel spectrogram of each audio file (any format libsox reads) as one record\n"
+        "(channels x mels x frames, f32) of a TSZ stream, in input order.\n"
+        "\nInput:\n"
+        "  -l, --list=LIST         rows path<TAB>label<TAB>fold[<TAB>name] ('-': stdin)\n"
+        "      --esc50=DIR         ESC-50 (meta/esc50.csv, audio/); labels = target\n"
+        "      --esc10=DIR         ESC-10 / 2015 ESC-50 release ('NNN - Class/F-ID-T.ogg' folders)\n"
+        "      --urbansound8k=DIR  UrbanSound8K (metadata/UrbanSound8K.csv, audio/foldN/)\n"
+        "      --gtzan=DIR         GTZAN (genres/<genre>/*.wav|.au); fold = index in genre %% 10 + 1\n"
+        "      --skip-bad          skip files that cannot be decoded, report how many at the end\n"
+        "\nAudio:\n"
+        "  -p, --preset=NAME       esc50, us8k, gtzan or librosa (the default); options given\n"
+        "                          as well override the preset's values\n"
+        "  -r, --rate=HZ           resample to HZ (sox rate; librosa: 22050)\n"
+        "      --resample=Q        sox rate quality q, l, m, h or v (default h)\n"
+        "      --duration=S        fit every clip to S seconds (0: keep the length)\n"
+        "      --fit=MODE          pad (zeros; longer: keep the start), crop (keep the centre),\n"
+        "                          loop (repeat), none (default pad)\n"
+        "      --max-duration=S    a longer clip is an error (default 3600)\n"
+        "\nSpectrogram:\n"
+        "  -n, --n-fft=N           FFT length, any size (librosa: 2048)\n"
+        "  -w, --win=N             window length in samples (default n_fft)\n"
+        "  -H, --hop=N             hop in samples (default win/4)\n"
+        "  -c, --channels=LIST     W:H[,W:H]... window:hop pairs in ms, one channel each\n"
+        "  -m, --mels=N            mel bands (default 128)\n"
+        "      --fmin=HZ, --fmax=HZ  filterbank range (default 0 and rate/2)\n"
+        "      --mel-scale=S       htk or slaney\n"
+        "      --mel-norm=S        none or slaney (triangle area 1)\n"
+        "      --center=MODE       reflect (torchaudio), zero (librosa) or none\n"
+        "      --power=P           2 (power) or 1 (magnitude)\n"
+        "      --log=L             ln (log(x + eps)), db (power_to_db) or none\n"
+        "      --eps=E             ln offset (default 1e-6)\n"
+        "      --ref=R             dB reference, a number or 'max' (default 1)\n"
+        "      --amin=A            dB floor of x (default 1e-10)\n"
+        "      --top-db=D          dB range below the peak kept (default 80; 0: all)\n"
+        "      --width=N           resize every channel to N frames (0: keep)\n"
+        "      --no-antialias      plain bilinear when shrinking (default: PIL's widened filter)\n"
+        "\nOutput:\n"
+        "  -o, --output=FILE       write to FILE instead of stdout\n"
+        "      --png=DIR           also write DIR/NAME.png images of every record\n"
+        "      --level=N           zstd level 1..19 (default 3)\n"
+        "      --raw               no compression\n"
+        "  -j, --threads=N         threads (default: all cores)\n"
+        "  -v, --verbose           progress on stderr even when it is not a terminal\n"
+        "  -h, --help              show this help and exit\n"
+        "  -V, --version           show the version and exit\n"
+        "Exit status: 0 success, 1 runtime error, 2 usage error.  See wav2mel(1), tsz(5).\n");
+}
+
+typedef struct {
+    const char *output, *list, *esc50, *esc10, *us8k, *gtzan, *preset, *png, *channels, *ref;
+    int threads, level, raw, verbose, skip_bad, no_aa;
+    /* explicit values; set_* says whether given */
+    long rate, n_fft, win, hop, mels, width;
+    double duration, fmin, fmax, power, eps, amin, top_db, max_dur;
+    int fit, resample, scale, norm, center, log;
+    int set_rate, set_n_fft, set_win, set_hop, set_mels, set_width, set_duration, set_fmin, set_fmax,
+        set_power, set_eps, set_amin, set_top_db, set_fit, set_scale, set_norm, set_center, set_log;
+} opts;
+
+static int pick(const char *opt, const char *s, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (!strcmp(s, names[i])) return i;
+    util_usage_error("%s: invalid value '%s'", opt, s);
+}
+
+static void parse_args(int argc, char **argv, opts *o)
+{
+    static const char *const scales[] = { "htk", "slaney", NULL }, *const norms[] = { "none", "slaney", NULL },
+                             *const centers[] = { "reflect", "zero", "none", NULL },
+                             *const logs[] = { "ln", "db", "none", NULL };
+    int c;
+    opterr = 0;   /* one line of our own instead of getopt's */
+    while ((c = getopt_long(argc, argv, ":o:l:p:r:n:w:H:c:m:j:vhV", long_opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o->output = optarg; break;
+        case 'l': o->list = optarg; break;
+        case O_ESC50: o->esc50 = optarg; break;
+        case O_ESC10: o->esc10 = optarg; break;
+        case O_US8K: o->us8k = optarg; break;
+        case O_GTZAN: o->gtzan = optarg; break;
+        case 'p': o->preset = optarg; break;
+        case 'r': o->rate = util_opt_long("--rate", optarg, 1, 1000000); o->set_rate = 1; break;
+        case O_DURATION: o->duration = util_opt_double("--duration", optarg, 0, 86400); o->set_duration = 1; break;
+        case O_FIT:
+            if ((o->fit = audio_fit_from_name(optarg)) < 0) util_usage_error("--fit: invalid value '%s'", optarg);
+            o->set_fit = 1;
+            break;
+        case O_RESAMPLE:
+            if (strlen(optarg) != 1 || !audio_quality_desc(optarg[0])) util_usage_error("--resample: invalid value '%s'", optarg);
+            o->resample = optarg[0];
+            break;
+        case O_MAXDUR: o->max_dur = util_opt_double("--max-duration", optarg, 0.001, 86400); break;
+        case 'n': o->n_fft = util_opt_long("--n-fft", optarg, 2, 1 << 22); o->set_n_fft = 1; break;
+        case 'w': o->win = util_opt_long("--win", optarg, 1, 1 << 22); o->set_win = 1; break;
+        case 'H': o->hop = util_opt_long("--hop", optarg, 1, 1 << 22); o->set_hop = 1; break;
+        case 'c': o->channels = optarg; break;
+        case 'm': o->mels = util_opt_long("--mels", optarg, 1, 8192); o->set_mels = 1; break;
+        case O_FMIN: o->fmin = util_opt_double("--fmin", optarg, 0, 1e7); o->set_fmin = 1; break;
+        case O_FMAX: o->fmax = util_opt_double("--fmax", optarg, 1e-3, 1e7); o->set_fmax = 1; break;
+        case O_SCALE: o->scale = pick("--mel-scale", optarg, scales); o->set_scale = 1; break;
+        case O_NORM: o->norm = pick("--mel-norm", optarg, norms); o->set_norm = 1; break;
+        case O_CENTER: o->center = pick("--center", optarg, centers); o->set_center = 1; break;
+        case O_POWER: o->power = util_opt_double("--power", optarg, 1e-3, 16); o->set_power = 1; break;
+        case O_LOG: o->log = pick("--log", optarg, logs); o->set_log = 1; break;
+        case O_EPS: o->eps = util_opt_double("--eps", optarg, 1e-30, 1e10); o->set_eps = 1; break;
+        case O_REF:
+            if (strcmp(optarg, "max") != 0) util_opt_double("--ref", optarg, 1e-30, 1e30);
+            o->ref = optarg;
+            break;
+        case O_AMIN: o->amin = util_opt_double("--amin", optarg, 1e-30, 1e10); o->set_amin = 1; break;
+        case O_TOPDB: o->top_db = util_opt_double("--top-db", optarg, 0, 1000); o->set_top_db = 1; break;
+        case O_WIDTH: o->width = util_opt_long("--width", optarg, 0, 1000000); o->set_width = 1; break;
+        case O_NOAA: o->no_aa = 1; break;
+        case O_PNG: o->png = optarg; break;
+        case O_SKIP: o->skip_bad = 1; break;
+        case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 4096); break;
+        case O_LEVEL: o->level = (int)util_opt_long("--level", optarg, 1, 19); break;
+        case O_RAW: o->raw = 1; break;
+        case 'v': o->verbose = 1; break;
+        case 'h': usage(); exit(fflush(stdout) == 0 ? 0 : 1);
+        case 'V': util_print_version();
+        case ':': util_usage_error("%s: missing argument", argv[optind - 1]);
+        default:
+            if (optopt && optopt < 256) util_usage_error("invalid option '-%c'", optopt);
+            util_usage_error("invalid option '%s'", argv[optind - 1]);
+        }
+    }
+    int sources = (optind < argc) + !!o->list + !!o->esc50 + !!o->esc10 + !!o->us8k + !!o->gtzan;
+    if (sources == 0) util_usage_error("no input: give audio files, --list or a dataset directory");
+    if (sources > 1) util_usage_error("give only one of: files, --list, --esc50, --esc10, --urbansound8k, --gtzan");
+    if (o->channels && (o->set_win || o->set_hop)) util_usage_error("--channels and --win/--hop exclude each other");
+}
+
+/* Preset first, then every option given on the command line. */
+static void resolve(const opts *o, mel_params *p, double *duration, int *fit)
+{
+    const char *preset = o->preset ? o->preset : "librosa";
+    if (mel_preset(preset, p, duration) < 0) util_usage_error("--preset: unknown preset '%s' (esc50, us8k, gtzan, librosa)", preset);
+    *fit = AUDIO_FIT_PAD;
+    if (o->set_rate) p->rate = (int)o->rate;
+    if (o->set_mels) p->n_mels = (int)o->mels;
+    if (o->set_n_fft) p->n_fft = (int)o->n_fft;
+    if (o->channels) {
+        struct util_err e = {0};
+        if (mel_parse_channels_ms(o->channels, p, &e) < 0) util_usage_error("--channels: %s", e.msg);
+    } else if (o->set_win || o->set_hop || o->set_n_fft || p->n_chan == 1) {
+        /* One channel in samples: the window defaults to n_fft and the hop to a quarter of it
+         * (librosa's defaults), unless the preset's single pair still applies. */
+        int win = o->set_win ? (int)o->win : (o->set_n_fft || p->n_chan > 1) ? p->n_fft : p->win[0];
+        int hop = o->set_hop ? (int)o->hop : (o->set_win || o->set_n_fft || p->n_chan > 1) ? (win / 4 > 0 ? win / 4 : 1) : p->hop[0];
+        p->n_chan = 1;
+        p->win[0] = win;
+        p->hop[0] = hop;
+        p->win_ms[0] = p->hop_ms[0] = 0;
+    }
+    if (o->set_fmin) p->fmin = o->fmin;
+    if (o->set_fmax) p->fmax = o->fmax;
+    if (o->set_scale) p->scale = (enum mel_scale)o->scale;
+    if (o->set_norm) p->norm = (enum mel_norm)o->norm;
+    if (o->set_center) p->center = (enum mel_center)o->center;
+    if (o->set_power) p->power = o->power;
+    if (o->set_log) p->log = (enum mel_log)o->log;
+    if (o->set_eps) p->eps = o->eps;
+    if (o->ref) p->ref = strcmp(o->ref, "max") == 0 ? 0 : strtod(o->ref, NULL);
+    if (o->set_amin) p->amin = o->amin;
+    if (o->set_top_db) p->top_db = o->top_db;
+    if (o->set_width) p->width = (int)o->width;
+    if (o->no_aa) p->antialias = 0;
+    if (o->set_duration) *duration = o->duration;
+    if (o->set_fit) *fit = o->fit;
+    if (*duration == 0) *fit = AUDIO_FIT_NONE;
+    if (o->set_fit && o->fit != AUDIO_FIT_NONE && *duration == 0) util_usage_error("--fit %s needs --duration", audio_fit_name(o->fit));
+    if (p->n_chan > 1 && p->width == 0) util_usage_error("several --channels need --width to stack them");
+}
+
+static int set_attrs(tsz_attrs *a, const mel_params *p, const opts *o, double duration, int fit, char quality,
+                     const item_list *L, int argc, char **argv)
+{
+    char ch[512] = "", chms[512] = "";
+    for (int c = 0; c < p->n_chan; c++) {
+        size_t k = strlen(ch), km = strlen(chms);
+        snprintf(ch + k, sizeof ch - k, "%s%d:%d", c ? "," : "", p->win[c], p->hop[c]);
+        if (p->win_ms[c] > 0) snprintf(chms + km, sizeof chms - km, "%s%g:%g", c ? "," : "", p->win_ms[c], p->hop_ms[c]);
+    }
+    int rc = 0;
+    rc |= tsz_attrs_set(a, "kind", p->log == MEL_LOG_NONE ? "mel" : "logmel");
+    rc |= tsz_attrs_set(a, "layout", "channels x mels x frames; mel 0 is the lowest band");
+    rc |= tsz_attrs_setf(a, "generator", "wav2mel (earsight) %s", EARSIGHT_VERSION);
+    if (o->preset) rc |= tsz_attrs_set(a, "preset", o->preset);
+    if (L->dataset) rc |= tsz_attrs_set(a, "dataset", L->dataset);
+    rc |= tsz_attrs_setf(a, "rate", "%d", p->rate);
+    rc |= tsz_attrs_set(a, "mono", "mean of the channels (sox channels 1)");
+    rc |= tsz_attrs_set(a, "resample", audio_quality_desc(quality));
+    rc |= tsz_attrs_setf(a, "duration", "%g", duration);
+    rc |= tsz_attrs_set(a, "fit", audio_fit_name(fit));
+    rc |= tsz_attrs_setf(a, "n_fft", "%d", p->n_fft);
+    rc |= tsz_attrs_setf(a, "n_mels", "%d", p->n_mels);
+    rc |= tsz_attrs_setf(a, "channels", "%s", ch);
+    if (chms[0]) rc |= tsz_attrs_set(a, "channels_ms", chms);
+    if (p->n_chan == 1) {
+        rc |= tsz_attrs_setf(a, "win", "%d", p->win[0]);
+        rc |= tsz_attrs_setf(a, "hop", "%d", p->hop[0]);
+    }
+    rc |= tsz_attrs_set(a, "window", "hann (periodic), centred in n_fft");
+    rc |= tsz_attrs_set(a, "center", mel_center_name(p->center));
+    rc |= tsz_attrs_setf(a, "fmin", "%g", p->fmin);
+    rc |= tsz_attrs_setf(a, "fmax", "%g", p->fmax);
+    rc |= tsz_attrs_set(a, "mel_scale", mel_scale_name(p->scale));
+    rc |= tsz_attrs_set(a, "mel_norm", mel_norm_name(p->norm));
+    rc |= tsz_attrs_setf(a, "power", "%g", p->power);
+    rc |= tsz_attrs_set(a, "log", mel_log_name(p->log));
+    if (p->log == MEL_LOG_LN) rc |= tsz_attrs_setf(a, "eps", "%g", p->eps);
+    if (p->log == MEL_LOG_DB) {
+        if (p->ref > 0) rc |= tsz_attrs_setf(a, "ref", "%g", p->ref);
+        else rc |= tsz_attrs_set(a, "ref", "max");
+        rc |= tsz_attrs_setf(a, "amin", "%g", p->amin);
+        rc |= tsz_attrs_setf(a, "top_db", "%g", p->top_db);
+    }
+    rc |= tsz_attrs_setf(a, "width", "%d", p->width);
+    rc |= tsz_attrs_set(a, "resize", p->width == 0 ? "none" : p->antialias ? "bilinear, antialiased when shrinking (PIL)" : "bilinear");
+    if (L->classes) rc |= tsz_attrs_set_classes(a, L->classes, L->n_classes);
+    rc |= tsz_attrs_add_history(a, argc, argv);
+    return rc ? -1 : 0;
+}
+
+/* ---- the work ---- */
+static volatile sig_atomic_t got_signal;
+static void on_signal(int s) { got_signal = s; }
+
+typedef struct {
+    float *x, *out;
+    int64_t xcap, ocap;
+    mel_work *w;
+} worker;
+
+/* Decode, fit and transform one clip into wk->out.  0 or -1. */
+static int do_clip(const item *it, const mel_plan *m, const audio_opts *ao, int64_t target, int fit, const char *png,
+                   worker *wk, int64_t shape[3], struct util_err *err)
+{
+    int64_t n;
+    if (audio_load(it->path, ao, &wk->x, &wk->xcap, &n, err) < 0) return -1;
+    if (fit != AUDIO_FIT_NONE && audio_fit(&wk->x, &wk->xcap, &n, target, (enum audio_fit)fit, err) < 0) return -1;
+    if (mel_out_shape(m, n, shape, err) < 0) {
+        char tmp[sizeof err->msg];
+        snprintf(tmp, sizeof tmp, "%s", err->msg);
+        return util_err_set(err, "%s: %s", it->path, tmp);
+    }
+    int64_t total = shape[0] * shape[1] * shape[2];
+    if (total > wk->ocap) {
+        float *no = realloc(wk->out, (size_t)total * sizeof(float));
+        if (!no) return util_err_set(err, "%s: out of memory", it->path);
+        wk->out = no;
+        wk->ocap = total;
+    }
+    if (mel_compute(m, wk->w, wk->x, n, wk->out, wk->ocap, err) < 0) {
+        char tmp[sizeof err->msg];
+        snprintf(tmp, sizeof tmp, "%s", err->msg);
+        return util_err_set(err, "%s: %s", it->path, tmp);
+    }
+    if (png) {
+        float lo = wk->out[0], hi = wk->out[0];
+        for (int64_t i = 1; i < total; i++) {
+            lo = wk->out[i] < lo ? wk->out[i] : lo;
+            hi = wk->out[i] > hi ? wk->out[i] : hi;
+        }
+        char name[TSZ_MAX_NAME + 1], path[8192];
+        snprintf(name, sizeof name, "%s", it->name);
+        for (char *s = name; *s; s++)
+            if (*s == '/') *s = '_';
+        snprintf(path, sizeof path, "%s/%s.png", png, name[0] ? name : "_");
+        if (plot_heatmap_png(wk->out, (int)(shape[0] * shape[1]), (int)shape[2], lo, hi > lo ? hi : lo + 1, 1, 1, path, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    util_set_progname(argv[0]);
+    opts o = { .output = "-", .level = 3, .resample = 'h', .max_dur = 3600 };
+    parse_args(argc, argv, &o);
+    mel_params p;
+    double duration;
+    int fit;
+    resolve(&o, &p, &duration, &fit);
+
+    struct util_err err = {0};
+    item_list L = {0};
+    tsz_attrs attrs;
+    tsz_attrs_init(&attrs);
+    mel_plan *m = NULL;
+    tsz_writer *out = NULL;
+    int rc = 1, audio_ok = 0;
+
+    if (optind < argc) {
+        for (int i = optind; i < argc; i++)
+            if (add_item(&L, argv[i], NULL, -1, 0, &err) < 0) goto done;
+    } else if (o.list) {
+        if (read_list(o.list, &L, &err) < 0) goto done;
+    } else if (o.esc50) {
+        L.dataset = "esc50";
+        if (read_csv_dataset(o.esc50, "meta/esc50.csv", "filename", "fold", "target", "category", 0, &L, &err) < 0) goto done;
+    } else if (o.esc10) {
+        L.dataset = "esc10";
+        if (read_esc_dirs(o.esc10, &L, &err) < 0) goto done;
+    } else if (o.us8k) {
+        L.dataset = "urbansound8k";
+        if (read_csv_dataset(o.us8k, "metadata/UrbanSound8K.csv", "slice_file_name", "fold", "classID", "class", 1, &L, &err) < 0)
+            goto done;
+    } else if (o.gtzan) {
+        L.dataset = "gtzan";
+        if (read_gtzan(o.gtzan, &L, &err) < 0) goto done;
+    }
+    if (o.png && mkdir(o.png, 0777) != 0 && errno != EEXIST) {
+        util_err_sys(&err, "%s", o.png);
+        goto done;
+    }
+    if (!(m = mel_plan_create(&p, &err))) goto done;
+    p = *mel_plan_params(m);
+    if (audio_init(&err) < 0) goto done;
+    audio_ok = 1;
+    audio_opts ao;
+    audio_opts_default(&ao);
+    ao.rate = p.rate;
+    ao.quality = (char)o.resample;
+    ao.max_samples = (int64_t)(o.max_dur * p.rate);
+    int64_t target = (int64_t)(duration * p.rate + 0.5);
+    if (fit != AUDIO_FIT_NONE && target < 1) {
+        util_err_set(&err, "--duration %g is shorter than one sample", duration);
+        goto done;
+    }
+    /* pad and loop only need the first `target` samples: stop decoding there. */
+    if (fit == AUDIO_FIT_PAD || fit == AUDIO_FIT_LOOP) ao.stop_after = target;
+    if (set_attrs(&attrs, &p, &o, duration, fit, ao.quality, &L, argc, argv) < 0) {
+        util_err_set(&err, "cannot build the stream attributes");
+        goto done;
+    }
+    tsz_wopts wo;
+    tsz_wopts_default(&wo);
+    wo.level = o.level;
+    wo.raw = o.raw;
+    if (!(out = tsz_writer_open(o.output, &attrs, o.skip_bad ? -1 : L.n, &wo, &err))) goto done;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    /* A signal ignored on entry (nohup, a background job of a script) stays ignored. */
+    static const int sigs[3] = { SIGINT, SIGTERM, SIGHUP };
+    for (int k = 0; k < 3; k++) {
+        struct sigaction old;
+        if (sigaction(sigs[k], NULL, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sigs[k], &sa, NULL);
+    }
+
+    int nt = o.threads > 0 ? o.threads : util_ncpu();
+    if (nt > L.n) nt = (int)L.n;
+    if (nt < 1) nt = 1;
+    int failed = 0;
+    int64_t skipped = 0, done_n = 0;
+    util_progress prog;
+    util_progress_start(&prog, "clips", L.n, o.verbose);
+#pragma omp parallel num_threads(nt)
+    {
+        worker wk = { 0 };
+        struct util_err e = {0};
+        wk.w = mel_work_create(m, &e);
+#pragma omp for ordered schedule(dynamic, 1)
+        for (int64_t i = 0; i < L.n; i++) {
+            int64_t shape[3];
+            int st, stop;
+#pragma omp atomic read
+            stop = failed;
+            stop |= got_signal != 0;
+            if (stop) st = 1;
+            else if (!wk.w) st = -1;
+            else st = do_clip(&L.v[i], m, &ao, target, fit, o.png, &wk, shape, &e);
+#pragma omp ordered
+            {
+                int f;
+#pragma omp atomic read
+                f = failed;
+                if (!f && st == 0 && !got_signal) {
+                    if (tsz_write_f32(out, L.v[i].name, L.v[i].label, L.v[i].fold, 3, shape, wk.out, &e) < 0) st = -2;
+                }
+                if (!f && st < 0) {
+                    if (st == -1 && o.skip_bad) {
+                        fprintf(stderr, "%s: %s (skipped)\n", util_progname(), e.msg);
+                        skipped++;
+                    } else {
+                        err = e;
+#pragma omp atomic write
+                        failed = 1;
+                    }
+                }
+                done_n++;
+                util_progress_update(&prog, done_n, NULL);
+            }
+        }
+        mel_work_free(wk.w);
+        free(wk.x);
+        free(wk.out);
+    }
+    if (got_signal) {
+        util_err_set(&err, "interrupted by signal %d", (int)got_signal);
+        goto done;
+    }
+    if (failed) goto done;
+    util_progress_end(&prog, done_n, NULL);
+    if (skipped == L.n) {
+        util_err_set(&err, "no file could be decoded (%lld skipped)", (long long)skipped);
+        goto done;
+    }
+    if (tsz_writer_finish(out, &err) < 0) goto done;
+    if (skipped) fprintf(stderr, "%s: skipped %lld of %lld files\n", util_progname(), (long long)skipped, (long long)L.n);
+    rc = 0;
+done:
+    if (rc) util_report(&err);
+    tsz_writer_close(out);   /* unfinished: the temporary file is removed */
+    mel_plan_free(m);
+    if (audio_ok) audio_done();
+    tsz_attrs_free(&attrs);
+    free_items(&L);
+    if (got_signal) {
+        /* Die of the same signal so that the caller (a shell, make) sees the interruption. */
+        signal(got_signal, SIG_DFL);
+        raise(got_signal);
+    }
+    return rc;
+}
