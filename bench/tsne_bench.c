@@ -44,7 +44,8 @@ int main(int argc, char **argv)
             tsne_opts o;
             tsne_opts_default(&o);
             o.threads = threads;
-            o.method = strcmp(m, "bh") == 0 ? TSNE_BH : strcmp(m, "fft") == 0 ? TSNE_FFT : TSNE_EXACT;
+            o.method = strcmp(m, "bh") == 0 ? TSNE_BH : strcmp(m, "fft") == 0 ? TSNE_FFT
+                     : strcmp(m, "auto") == 0 ? TSNE_AUTO : TSNE_EXACT;
             tsne_stats st;
             struct util_err err = { { 0 } };
             double t0 = util_now();
@@ -56,8 +57,10 @@ int main(int argc, char **argv)
             float lo = 1e30f, hi = -1e30f;
             for (int64_t i = 0; i < 2 * n; i++) { if (y[i] < lo) lo = y[i]; if (y[i] > hi) hi = y[i]; }
             if (getenv("TSNE_DEBUG")) fprintf(stderr, "span %g\n", hi - lo);
-            printf("tsne %-3s N=%-6lld 512-D 10 clusters: %6.2f s (knn %.2f, affinities %.2f, optimise %.2f), KL %.4f%s\n",
-                   m, (long long)n, t, st.t_knn, st.t_affinity, st.t_optimise, st.kl, st.exact_z ? "" : " (approx Z)");
+            printf("tsne %-4s N=%-6lld 512-D 10 clusters: %6.2f s (knn %.2f, affinities %.2f, optimise %.2f; "
+                   "steps BH %d, FFT %d), KL %.4f%s\n",
+                   m, (long long)n, t, st.t_knn, st.t_affinity, st.t_optimise, st.steps_bh, st.steps_fft, st.kl,
+                   st.exact_z ? "" : " (approx Z)");
             fflush(stdout);
         }
         free(lab); free(x); free(y);

@@ -26,7 +26,7 @@ typedef struct {
 void audio_opts_default(audio_opts *o);
 
 /* Load the format handlers and route libsox messages away from stderr.  Call once in the main
- * thread before any audio_load.  0 or -1. */
+ * thread before any audio_load.  0 or -1.  audio_done releases libsox. */
 int audio_init(struct util_err *err);
 void audio_done(void);
 

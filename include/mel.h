@@ -71,6 +71,10 @@ int mel_filterbank(const mel_params *p, float *fb, double *fpts, struct util_err
  * 0, or -1 when out of memory. */
 int mel_resize(float *out, const float *in, int rows, int in_w, int out_w, int antialias);
 
+/* Convert ms to samples at p->rate, resolve fmax, check every field.  0, or -1 with err naming
+ * the bad value (a usage error for tools: nothing here depends on the input). */
+int mel_params_resolve(mel_params *p, struct util_err *err);
+
 /* ---- plans: built once, shared read-only by all threads ---- */
 typedef struct mel_plan mel_plan;
 /* Check p, resolve ms to samples, build windows, filterbank and FFTW plans.  Not thread-safe

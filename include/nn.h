@@ -33,9 +33,10 @@
  * Idempotent and thread-safe; every nn_ function that can reach BLIS calls it, but a program that calls
  * BLIS directly must call nn_init first.  Returns the name of the kernel set BLIS uses ("skx", ...). */
 const char *nn_init(void);
-/* Threads for BLIS and for the engine's OpenMP loops (n >= 1; default 1, or BLIS_NUM_THREADS when set).
- * Results are bit-identical for a fixed thread count (and in practice for any count: no reduction is
- * split across threads). */
+/* Threads for the engine's GEMMs and OpenMP loops (n >= 1; default 1, or BLIS_NUM_THREADS when set).
+ * Results are bit-identical for a fixed thread count.  With BLIS's skx kernels they are also identical
+ * across thread counts (no reduction is split across threads); on AVX2 machines BLIS's small-matrix
+ * kernels can round differently when the thread count changes the sub-problem sizes. */
 void nn_set_threads(int n);
 int nn_threads(void);
 /* Row-major C (m, n; row stride ldc) = alpha op(A) op(B) + beta C through BLIS; ta/tb 1 = transposed.
@@ -54,9 +55,10 @@ typedef struct {
     float *w, *b;        /* (c_out, c_in, k, k), (c_out) or NULL: views into the parameter block */
     float *dw, *db;      /* same offsets in the gradient block */
 } nn_conv;
-/* Floats of im2col workspace the layer needs for one image at input size h x w (0 for a 1x1, stride-1,
- * unpadded convolution over a (C, N, H, W) input, which multiplies the input directly).  More workspace
- * lets a GEMM cover several images. */
+/* Floats of workspace the layer's forward and backward need for one image at input size h x w (0 for a
+ * 1x1, stride-1, unpadded convolution over a (C, N, H, W) input, which multiplies the input directly).
+ * It holds im2col columns and, for a stride-1 backward, the transposed kernel.  More workspace lets a
+ * GEMM cover several images. */
 size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw);
 /* y (c_out, n, ho, wo) from x (c_in, n, h, w), or x (n, c_in, h, w) when x_nchw (the model input).
  * col: workspace of col_cap >= nn_conv_col_min floats. */

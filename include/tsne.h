@@ -27,14 +27,16 @@ typedef struct {
     double momentum;          /* during early exaggeration (default 0.5) */
     double final_momentum;    /* afterwards (default 0.8) */
     double theta;             /* Barnes-Hut opening angle (default 0.5) */
-    enum tsne_method method;  /* AUTO: FFT in 2-D for N >= 2000, else Barnes-Hut */
+    enum tsne_method method;  /* AUTO: in 2-D, each step the cheaper of Barnes-Hut and FFT by a fixed
+                                 cost model (so still deterministic); in 3-D Barnes-Hut */
     enum tsne_init init;      /* default PCA */
     double init_scale;        /* standard deviation of the first initial coordinate (default 1e-4) */
     uint64_t seed;            /* vantage points and random init (default 0) */
     int threads;              /* OpenMP threads; <= 0: OpenMP's default (all CPUs) */
     int fft_nodes;            /* interpolation nodes per interval (default 3) */
     int fft_min_intervals;    /* grid intervals per dimension at least (default 50 in 2-D, 16 in 3-D) */
-    double fft_interval_size; /* intervals no wider than this in embedding units (default 1) */
+    double fft_interval_size; /* intervals no wider than this in embedding units (default 1); the
+                                 count is capped at 400 (2-D) / 32 (3-D) per dimension */
     tsne_progress_fn progress;
     void *progress_ctx;
 } tsne_opts;
@@ -43,7 +45,8 @@ void tsne_opts_default(tsne_opts *o);
 
 /* Statistics of a run. */
 typedef struct {
-    enum tsne_method method;  /* what was used (AUTO resolved) */
+    enum tsne_method method;  /* what was asked for (AUTO stays AUTO in 2-D, BH in 3-D) */
+    int steps_bh, steps_fft;  /* gradient steps done with each repulsion method */
     int k;                    /* neighbours per point */
     double kl;                /* final KL(P || Q), Z computed exactly when exact_z */
     int exact_z;              /* 1: Z summed over all pairs; 0: the method's estimate (N > 20000) */
@@ -76,7 +79,7 @@ typedef struct {
     int64_t n;
     int64_t *row;   /* (n + 1) offsets */
     int32_t *col;   /* (nnz) */
-    double *val;    /* (nnz), sums to 1 */
+    float *val;     /* (nnz), sums to 1 (single precision halves the memory streamed per step) */
 } tsne_sparse;
 int tsne_symmetrize(const int32_t *idx, const double *p, int64_t n, int k, tsne_sparse *P,
                     struct util_err *err);

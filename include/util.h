@@ -90,11 +90,12 @@ int util_read_file(const char *path, size_t max_bytes, void **data, size_t *n, s
 
 /* Temporary-name output files: util_atomic_open creates a unique temporary file next to PATH and
  * returns a FILE* for writing; util_atomic_commit closes and renames it to PATH; util_atomic_abort
- * closes and removes it.  PATH "-" means stdout (commit flushes, abort does nothing). */
+ * closes and removes it.  PATH "-" means stdout (commit flushes, abort does nothing); an existing
+ * device or FIFO (/dev/null) is written in place, never replaced. */
 typedef struct {
     FILE *fp;
     char *path;      /* final name, NULL for stdout */
-    char *tmp_path;  /* temporary name, NULL for stdout */
+    char *tmp_path;  /* temporary name, NULL for stdout and in-place writes */
 } util_atomic_file;
 int util_atomic_open(util_atomic_file *af, const char *path, struct util_err *err);
 int util_atomic_commit(util_atomic_file *af, struct util_err *err);

@@ -3,7 +3,9 @@
  * format; the unwrapping, prefix stripping, ResNet inference and strict name/shape matching that
  * importing published weights needs; and writers for safetensors, TSZ and .pth.
  * Pickles are read by a restricted unpickler that builds plain data and tensors only: any global other
- * than the few a state dict needs is refused and nothing from a file is ever executed. */
+ * than the few a state dict needs is refused by name, and nothing from a file is ever executed.  (A few
+ * inert globals that training checkpoints keep beside the weights, argparse.Namespace, numpy scalars,
+ * sets and bytes, become opaque values that are never called and never become tensors.) */
 #ifndef EARSIGHT_WEIGHTS_H
 #define EARSIGHT_WEIGHTS_H
 
@@ -24,7 +26,7 @@ enum weights_format {
 /* One named tensor.  Every floating type is converted to f32 and every integer or bool type to i64
  * (num_batches_tracked and similar counters), so a user of the set sees two dtypes only. */
 typedef struct {
-    char *name;                 /* NUL-terminated, at most TSZ_MAX_NAME bytes */
+    char *name;                 /* at most TSZ_MAX_NAME bytes, no control characters */
     enum tsz_dtype dtype;       /* TSZ_F32 or TSZ_I64 */
     const char *file_dtype;     /* as stored in the file: "f32", "f16", "bf16", "f64", "i64", "bool", ... */
     int ndim;                   /* 0..TSZ_MAX_DIMS; 0 is a scalar */
@@ -53,8 +55,9 @@ typedef struct {
 /* ---- loading ---- */
 /* Load path, detecting the format by content ("-" is stdin, read as a TSZ stream).  Checkpoints are
  * unwrapped (opts->key, else the tensors at the top level, else the first of state_dict,
- * model_state_dict, model, net, network, encoder, module, backbone, params, weights holding tensors),
- * then weights_strip is applied.  Non-tensor entries are ignored, with a note.  opts may be NULL.
+ * model_state_dict, model, net, network, encoder, module, backbone, params, weights holding tensors,
+ * else the first of those holding a dict, looked into the same way, up to 4 levels), then weights_strip
+ * is applied.  Non-tensor entries are ignored, with a note.  opts may be NULL.
  * Returns a set the caller frees with weights_free, or NULL with err set. */
 weights_set *weights_load(const char *path, const weights_opts *opts, struct util_err *err);
 /* The same for a file already in memory (not TSZ); label names it in messages.  buf is not kept. */

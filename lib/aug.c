@@ -447,6 +447,7 @@ struct engine {
     uint8_t *arena;
     size_t arena_len, arena_cap;
     int64_t n_total;           /* all input records (hold mode), -1 streaming */
+    int64_t n_hint;            /* the input's declared count when holding it, else 0 */
 };
 
 /* Read "a,b,c" (or one value for all three) into v.  0 or -1. */
@@ -510,12 +511,21 @@ static int read_rec(struct engine *e, tsz_reader *in, struct util_err *err)
     size_t bytes = keep ? tsz_rec_bytes(&rec) : (size_t)numel * sizeof(float);
     size_t off = (e->arena_len + 63) & ~(size_t)63;   /* aligned for float access */
     if (off + bytes > e->arena_cap) {
+        uint8_t *na = NULL;
         size_t nc = e->arena_cap ? e->arena_cap : 1 << 20;
-        while (nc < off + bytes) nc *= 2;
-        uint8_t *na = realloc(e->arena, nc);
-        if (!na)
-            return util_err_set(err, "%s: record %lld (%s): out of memory holding the input (%zu bytes)", e->path,
-                                (long long)idx, rec.name, nc);
+        /* First record of a held stream that declares its count: try to reserve it all at once, so a
+         * large set is not copied by repeated doubling (twice the memory for a moment).  The count
+         * comes from the input, so a failure here only falls back to doubling. */
+        size_t per = (bytes + 63) & ~(size_t)63;
+        if (e->n == 0 && e->n_hint > 1 && per > 0 && (uint64_t)e->n_hint <= SIZE_MAX / 2 / per &&
+            (na = realloc(e->arena, (size_t)e->n_hint * per)))
+            nc = (size_t)e->n_hint * per;
+        if (!na) {
+            while (nc < off + bytes) nc *= 2;
+            if (!(na = realloc(e->arena, nc)))
+                return util_err_set(err, "%s: record %lld (%s): out of memory holding the input (%zu bytes)", e->path,
+                                    (long long)idx, rec.name, nc);
+        }
         e->arena = na;
         e->arena_cap = nc;
     }
@@ -654,7 +664,6 @@ int aug_stream(const aug_cfg *cfg, tsz_reader *in, const char *out_path, tsz_att
     size_t out_cap = 0;
     int rc = -1;
     util_progress prog;
-    int prog_on = 0;
 
     if (cfg->policy == AUG_SPEC && cfg->spec.mixup_alpha > 0) {
         e.soft = 1;
@@ -689,6 +698,7 @@ int aug_stream(const aug_cfg *cfg, tsz_reader *in, const char *out_path, tsz_att
 
     if (hold) {
         int r;
+        e.n_hint = tsz_reader_declared(in) > 0 ? tsz_reader_declared(in) : 0;
         while ((r = read_rec(&e, in, err)) == 1) {}
         if (r < 0) goto done;
         e.n_total = e.n;
@@ -703,7 +713,12 @@ int aug_stream(const aug_cfg *cfg, tsz_reader *in, const char *out_path, tsz_att
         int64_t d = tsz_reader_declared(in);
         if (d >= 0) {
             total = d * per_inst;
-            declared = total >= cfg->start ? total - cfg->start : -1;
+            if (cfg->start > total) {
+                util_err_set(err, "%s: --start %lld is beyond the %lld records of the run", e.path,
+                             (long long)cfg->start, (long long)total);
+                goto done;
+            }
+            declared = total - cfg->start;
         }
         /* Skip the input records before the first one we need (without decoding anything else). */
         for (int64_t i = 0; i < g0; i++) {
@@ -749,7 +764,6 @@ int aug_stream(const aug_cfg *cfg, tsz_reader *in, const char *out_path, tsz_att
         goto done;
     }
     util_progress_start(&prog, "records", declared, cfg->verbose);
-    prog_on = 1;
 
     int64_t g = g0, written = 0, cur_epoch = -1;
     int64_t g_end = hold ? (int64_t)cfg->epochs * e.n : INT64_MAX;
@@ -838,12 +852,15 @@ int aug_stream(const aug_cfg *cfg, tsz_reader *in, const char *out_path, tsz_att
         }
         util_progress_update(&prog, written, NULL);
     }
+    if (skip0 > 0) {  /* streaming input without a declared count ended inside the skipped part */
+        util_err_set(err, "%s: --start %lld is beyond the %lld records of the run", e.path, (long long)cfg->start,
+                     (long long)(g * per_inst));
+        goto done;
+    }
     if (tsz_writer_finish(w, err) < 0) goto done;
     util_progress_end(&prog, written, NULL);
-    prog_on = 0;
     rc = 0;
 done:
-    (void)prog_on;
     tsz_writer_close(w);
     if (tws)
         for (int i = 0; i < nt; i++) {

@@ -30,7 +30,7 @@ static void init_blis(void)
     const char *s = getenv("BLIS_NUM_THREADS");
     long t = 0;
     if (s && util_parse_long(s, 1, 1024, &t) == 0) n_threads = (int)t;
-    bli_thread_set_num_threads(n_threads);
+    bli_thread_set_num_threads(1);   /* nn_sgemm threads by itself */
     omp_set_num_threads(n_threads);
     arch_name = bli_arch_string(bli_arch_query_id());
 }
@@ -46,7 +46,6 @@ void nn_set_threads(int n)
     nn_init();
     if (n < 1) n = 1;
     n_threads = n;
-    bli_thread_set_num_threads(n);
     omp_set_num_threads(n);
 }
 
@@ -56,17 +55,64 @@ int nn_threads(void)
     return n_threads;
 }
 
+/* One thread's share: C rows [m0, m1) or columns [n0, n1) through single-threaded BLIS. */
+static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(1, &rntm);
+    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+                 m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+}
+
+#ifdef NN_PROFILE   /* development only: time and FLOPs spent in GEMMs */
+double nn_prof_gemm_s, nn_prof_gemm_flop;
+#endif
+
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+
 void nn_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
+#ifdef NN_PROFILE
+    double t = util_now();
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    nn_prof_gemm_s += util_now() - t;
+    nn_prof_gemm_flop += 2.0 * m * n * k;
+#else
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+#endif
+}
+
+static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
     if (m <= 0 || n <= 0) return;
     nn_init();
-    /* Row-major storage is BLIS's row stride = ld, column stride = 1; the strides describe the
-     * matrix as stored and the trans flag applies on top. */
-    /* Small products run on one thread: a thread team costs more than it saves there. */
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    /* Row-major storage is BLIS's row stride = ld, column stride = 1; the strides describe the matrix as
+     * stored and the trans flag applies on top.
+     * Threads split C into contiguous slabs (of the longer side, in multiples of 32) and each runs
+     * single-threaded BLIS: one fork and one join per product.  BLIS's own threading synchronises its
+     * threads with spinning barriers many times per product, which collapses (10-100x) as soon as
+     * another process competes for the cores.  Every element of C is still summed in the same order,
+     * so the result does not depend on the thread count.  Small products stay on one thread. */
     const double work = (double)m * n * k;
-    bli_rntm_set_num_threads(work < SMALL_GEMM ? 1 : n_threads, &rntm);
-    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
+    const int nt = work < SMALL_GEMM ? 1 : n_threads;
+    if (nt == 1) {
+        gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    const int split_n = n >= m, len = split_n ? n : m;
+    const int chunk = ((len + nt - 1) / nt + 31) / 32 * 32;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; t++) {
+        const int lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
+        if (lo >= hi) continue;
+        if (split_n) /* columns lo..hi of op(B) and C */
+            gemm1(ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + (int64_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+        else         /* rows lo..hi of op(A) and C */
+            gemm1(ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + (int64_t)lo * lda, lda, b, ldb, beta,
+                  c + (int64_t)lo * ldc, ldc);
+    }
 }

@@ -77,11 +77,34 @@ static int conv_direct(const nn_conv *l, int x_nchw)
     return l->k == 1 && l->stride == 1 && l->pad == 0 && !x_nchw;
 }
 
+/* Stride-1 convolutions with a channel-major input get their input gradient as a forward convolution
+ * of dy with the transposed, flipped kernel (pad k-1-p): one GEMM with the long side c_out*k*k as its
+ * inner dimension instead of a GEMM with inner dimension c_out followed by a scattering col2im. */
+static int conv_transposed_bwd(const nn_conv *l, int x_nchw)
+{
+    return l->stride == 1 && l->k > 1 && l->pad <= l->k - 1 && !x_nchw;
+}
+
+/* im2col floats per image for the forward pass and for the input gradient of conv_transposed_bwd. */
+static size_t col_fwd(const nn_conv *l, int h, int w)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    return (size_t)l->c_in * l->k * l->k * ho * wo;
+}
+
+static size_t col_bwd(const nn_conv *l, int h, int w) { return (size_t)l->c_out * l->k * l->k * h * w; }
+
+static size_t wt_size(const nn_conv *l) { return ((size_t)l->c_out * l->c_in * l->k * l->k + 15) & ~(size_t)15; }
+
 size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw)
 {
     if (conv_direct(l, x_nchw)) return 0;
-    int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
-    return (size_t)l->c_in * l->k * l->k * ho * wo;
+    size_t need = col_fwd(l, h, w);
+    if (conv_transposed_bwd(l, x_nchw)) {
+        const size_t b = wt_size(l) + (col_bwd(l, h, w) > need ? col_bwd(l, h, w) : need);
+        if (b > need) need = b;
+    }
+    return need;
 }
 
 /* Column matrix col (c_in*k*k, cn*ho*wo) of images n0 .. n0+cn-1; x element (c, n, i, j) is at
@@ -165,33 +188,40 @@ static void col2im(float *dx, int add, const float *col, int64_t sc, int64_t sn,
     }
 }
 
-static int conv_chunk(const nn_conv *l, int n, int h, int w, int x_nchw, size_t col_cap)
+/* Images per GEMM when each needs per floats of cap. */
+static int chunk_of(size_t per, size_t cap, int n)
 {
-    size_t per = nn_conv_col_min(l, h, w, x_nchw);
-    assert(per > 0 && col_cap >= per);
-    size_t c = col_cap / per;
+    assert(per > 0 && cap >= per);
+    const size_t c = cap / per;
     return c >= (size_t)n ? n : (int)c;
+}
+
+/* y = conv(x) (beta 0) or y += conv(x) (beta 1); no bias. */
+static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, int x_nchw, int n, int h, int w,
+                      float *col, size_t col_cap)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
+    if (conv_direct(l, x_nchw)) {
+        nn_sgemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, beta, y, ldy);
+        return;
+    }
+    const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
+    const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
+    const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
+    for (int n0 = 0; n0 < n; n0 += chunk) {
+        const int cn = n - n0 < chunk ? n - n0 : chunk;
+        im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
+        nn_sgemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, beta, y + n0 * hwo, ldy);
+    }
 }
 
 void nn_conv_forward(const nn_conv *l, float *y, const float *x, int x_nchw, int n, int h, int w,
                      float *col, size_t col_cap)
 {
-    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
-    const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
-    if (conv_direct(l, x_nchw)) {
-        nn_sgemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, 0.0f, y, ldy);
-    } else {
-        const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
-        const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
-        const int chunk = conv_chunk(l, n, h, w, x_nchw, col_cap);
-        for (int n0 = 0; n0 < n; n0 += chunk) {
-            const int cn = n - n0 < chunk ? n - n0 : chunk;
-            im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-            nn_sgemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, 0.0f,
-                     y + n0 * hwo, ldy);
-        }
-    }
+    conv_gemm(l, y, 0.0f, x, x_nchw, n, h, w, col, col_cap);
     if (l->b) {
+        const int64_t ldy = (int64_t)n * nn_out_size(h, l->k, l->stride, l->pad) * nn_out_size(w, l->k, l->stride, l->pad);
 #pragma omp parallel for schedule(static) if (l->c_out * ldy > NN_PAR_MIN)
         for (int c = 0; c < l->c_out; c++) {
             float *yc = y + c * ldy, bc = l->b[c];
@@ -218,17 +248,30 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
     }
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
     const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
-    const int chunk = conv_chunk(l, n, h, w, x_nchw, col_cap);
+    const int transposed = dx && conv_transposed_bwd(l, x_nchw);
+    /* weight gradient: dw += dy (c_out, cols) . col^T, the columns recomputed chunk by chunk */
+    const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
         const int64_t cols = cn * hwo;
         im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
         nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
-        if (dx) {
+        if (dx && !transposed) {
             nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
             col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
         }
     }
+    if (!transposed) return;
+    /* input gradient: dx = conv(dy) with wt[ci][co][a][b] = w[co][ci][k-1-a][k-1-b], pad k-1-p */
+    const int k = l->k, k2 = k * k;
+    float *wt = col;
+    const size_t wsz = wt_size(l);
+    for (int ci = 0; ci < l->c_in; ci++)
+        for (int co = 0; co < l->c_out; co++)
+            for (int j = 0; j < k2; j++)
+                wt[((int64_t)ci * l->c_out + co) * k2 + j] = l->w[((int64_t)co * l->c_in + ci) * k2 + (k2 - 1 - j)];
+    const nn_conv lt = {.c_in = l->c_out, .c_out = l->c_in, .k = k, .stride = 1, .pad = k - 1 - l->pad, .w = wt};
+    conv_gemm(&lt, dx, dx_add ? 1.0f : 0.0f, dy, 0, n, ho, wo, col + wsz, col_cap - wsz);
 }
 
 /* ---------------------------------------------------------------- batch norm ---- */

@@ -12,7 +12,9 @@
 
 /* im2col workspace: enough for the largest convolution on one image, and up to this many floats so
  * that a GEMM covers several images of a small layer (wider GEMMs run closer to peak). */
+#ifndef COL_TARGET
 #define COL_TARGET ((size_t)6 << 20)
+#endif
 
 void nn_config_default(nn_config *c)
 {
@@ -420,14 +422,16 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
     size_t maxact = 0;
 #define ACT(c, hh, ww) (maxact = maxact > (size_t)(c) * B * (hh) * (ww) ? maxact : (size_t)(c) * B * (hh) * (ww), \
                         (float *)take(a, (size_t)(c) * B * (hh) * (ww), sizeof(float)))
-    ws->a0 = ACT(W, ws->geo.h0, ws->geo.w0);
-    ws->r0 = ACT(W, ws->geo.h0, ws->geo.w0);
+    const size_t stem_act = (size_t)W * B * ws->geo.h0 * ws->geo.w0;
+    ws->a0 = take(a, stem_act, sizeof(float));
+    ws->r0 = take(a, stem_act, sizeof(float));
     if (m->cfg.stem == NN_STEM_IMAGENET) {
         ws->p0 = ACT(W, ws->geo.hp, ws->geo.wp);
         ws->pidx = take(a, (size_t)W * B * ws->geo.hp * ws->geo.wp, sizeof(int32_t));
     } else {
         ws->p0 = ws->r0;
         ws->pidx = NULL;
+        maxact = stem_act;   /* r0 is the first block's input */
     }
     int ch = ws->geo.hp, cw = ws->geo.wp;
     size_t col = 0;
@@ -484,7 +488,9 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
     }
     for (int i = 0; i < 3; i++) ws->hg[i] = take(a, (size_t)B * widest, sizeof(float));
     ws->stats = take(a, (size_t)m->n_bufs, sizeof(float));
-    for (int i = 0; i < 4; i++) ws->g[i] = take(a, maxact, sizeof(float));
+    /* backward scratch: the blocks rotate through all four (each as large as the largest block tensor);
+     * the stem's backward needs two of its own size, g[0] and g[1] */
+    for (int i = 0; i < 4; i++) ws->g[i] = take(a, i < 2 && stem_act > maxact ? stem_act : maxact, sizeof(float));
     /* the largest convolution on one image at least; more images per GEMM up to COL_TARGET */
     size_t cap = col;
     if (col > 0 && col < COL_TARGET) {
@@ -699,14 +705,16 @@ void nn_backward(nn_model *m, nn_ws *ws, const float *dout, float *dx)
 
     /* ---- stem */
     const stem_geom g = ws->geo;
-    float *G = ws->g[ip];
-    int ifree = (ip + 1) & 3;
+    /* g[0] and g[1] hold stem-sized tensors; g[ip] (the stem output's gradient) is free once read */
+    float *G = ws->g[ip], *da0;
     if (m->cfg.stem == NN_STEM_IMAGENET) {
-        nn_maxpool_backward(ws->g[ifree], G, ws->pidx, (int64_t)m->cfg.width * n, g.h0, g.w0, g.hp, g.wp);
-        G = ws->g[ifree];
-        ifree = (ifree + 1) & 3;
+        float *dr0 = ws->g[ip == 0 ? 1 : 0];
+        nn_maxpool_backward(dr0, G, ws->pidx, (int64_t)m->cfg.width * n, g.h0, g.w0, g.hp, g.wp);
+        G = dr0;
+        da0 = ws->g[ip == 0 ? 0 : 1];
+    } else {
+        da0 = ws->g[(ip + 1) & 3];   /* all four are stem-sized: r0 is the first block's input */
     }
-    float *da0 = ws->g[ifree];
     nn_bn_backward(&m->bn1, da0, G, ws->r0, 1, ws->a0, (int64_t)n * g.h0 * g.w0, tb, smean(m, ws, &m->bn1),
                    sinv(m, ws, &m->bn1));
     nn_conv_backward(&m->conv1, dx, 0, da0, ws->x, 1, n, ws->h, ws->w, ws->col, ws->col_cap);

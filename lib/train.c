@@ -142,6 +142,8 @@ static int stream_classes(const tsz_attrs *a)
 
 static int grow(void **p, int64_t n, size_t size, struct util_err *err)
 {
+    if (n < 0 || (size && (uint64_t)n > SIZE_MAX / size))
+        return util_err_set(err, "out of memory (%lld x %zu bytes overflows)", (long long)n, size);
     const size_t bytes = (size_t)n * size;
     void *q = realloc(*p, bytes > 0 ? bytes : 1);
     if (!q) return util_err_set(err, "out of memory (%lld x %zu bytes)", (long long)n, size);
@@ -207,9 +209,12 @@ int train_data_read(train_data *d, train_reader *tr, const train_data_opts *o, s
             goto done;
         }
         if (d->n == cap) {
-            /* a declared count saves the copies, but a lying header must not make us allocate much */
-            int64_t nc = cap ? cap * 2 : (declared > 0 && declared < 4096 ? declared : 256);
+            /* A declared count saves the copies, but a lying header must not make us allocate much
+             * before the records are there: at most 1 GiB up front, then doubling. */
             const size_t es = d->u8 ? 1 : sizeof(float);
+            const int64_t rec_bytes = d->dim * (int64_t)es, up_front = ((int64_t)1 << 30) / rec_bytes;
+            int64_t nc = cap ? cap * 2 : declared > 0 ? declared : 16;
+            if (!cap && nc > up_front) nc = up_front > 16 ? up_front : 16;
             if (grow(&d->data, nc * d->dim, es, err) < 0 || grow((void **)&d->labels, nc, sizeof(int32_t), err) < 0 ||
                 grow((void **)&d->folds, nc, sizeof(int32_t), err) < 0 ||
                 (d->soft && grow((void **)&d->soft, nc * d->n_classes, sizeof(float), err) < 0)) {
@@ -221,7 +226,8 @@ int train_data_read(train_data *d, train_reader *tr, const train_data_opts *o, s
         const size_t es = d->u8 ? 1 : sizeof(float);
         void *dst = (uint8_t *)d->data + (size_t)(d->n * d->dim) * es;
         float *soft = NULL;
-        /* soft rows: allocated at the first companion; earlier examples get one-hot rows */
+        /* soft rows (when the class count is known): a companion's values, else the label one-hot;
+         * dropped again after the last record if no example had a companion */
         if (o->keep_soft && d->n_classes > 0) {
             if (!d->soft) {
                 if (grow((void **)&d->soft, cap * d->n_classes, sizeof(float), err) < 0) goto done;
@@ -459,6 +465,8 @@ int train_check_loss(double loss, const char *path, int64_t epoch, int64_t step,
     char last[600];
     if (ckpt && *ckpt && ckpt_epoch > 0)
         snprintf(last, sizeof last, "the last good checkpoint is %s (epoch %lld)", ckpt, (long long)ckpt_epoch);
+    else if (!ckpt || !*ckpt)
+        snprintf(last, sizeof last, "no checkpoint is kept");
     else
         snprintf(last, sizeof last, "no checkpoint was written yet");
     return util_err_set(err, "%s: epoch %lld, step %lld (step %lld of the run): loss is %s at learning rate %g; "
@@ -857,7 +865,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
             const double loss = nn_loss_ce(out, nb, K, labels, soft, o->smoothing, dlogits, &corr);
             const int64_t g = e * spe + s;
             lr = nn_sched_lr(&sched, g);
-            if (train_check_loss(loss, path, e + 1, s + 1, g + 1, lr, o->ckpt, start_epoch > e ? 0 : e, err) < 0)
+            if (train_check_loss(loss, path, e + 1, s + 1, g + 1, lr, o->ckpt, e, err) < 0)
                 goto done;
             nn_backward(m, ws, dlogits, NULL);
             nn_optim_step(opt, lr);

@@ -364,7 +364,7 @@ int tsne_symmetrize(const int32_t *idx, const double *p, int64_t n, int k, tsne_
         P->row[i + 1] = P->row[i] + cnt[i];
         for (int64_t j = 0; j < cnt[i]; j++) {
             P->col[P->row[i] + j] = e[start[i] + j].c;
-            P->val[P->row[i] + j] = e[start[i] + j].v * scale;
+            P->val[P->row[i] + j] = (float)(e[start[i] + j].v * scale);
         }
     }
     free(cnt); free(e); free(start);
@@ -652,6 +652,7 @@ typedef struct {
     fftwf_complex *spec[5];        /* (nq + 1) x (Gc) */
     fftwf_plan fwd, inv;
     int planned_L;
+    double kern_delta;             /* spacing the kernel transforms were made for (0: none) */
     int32_t *base;                 /* (n, D) first node of each point's interval */
     float *wts;                    /* (n, D, p) Lagrange weights */
 } fft_ws;
@@ -677,6 +678,7 @@ static void fft_release(fft_ws *f)
         f->grid[q] = NULL; f->spec[q] = NULL;
     }
     f->planned_L = 0;
+    f->kern_delta = 0;
 }
 
 /* FFTW's planner is not thread-safe; plans are made here only, in the calling thread. */
@@ -722,6 +724,54 @@ static int fft_setup(fft_ws *f, int nb, struct util_err *err)
     return 0;
 }
 
+/* Grid for a square domain of side span: intervals of width isz (default 1) once the embedding
+ * is wider than min_iv of them, so the kernel transforms stay valid from one iteration to the
+ * next until the grid grows; narrower intervals (span / min_iv) while it is small.  The count is
+ * capped (2-D: 400, 3-D: 32 intervals per dimension) to bound memory; beyond the cap intervals
+ * widen and accuracy drops. */
+static int fft_intervals(const tsne_opts *o, int D, int p, double span, double *h)
+{
+    int min_iv = o->fft_min_intervals > 0 ? o->fft_min_intervals : D == 2 ? 50 : 16;
+    int max_iv = D == 2 ? 400 : 32;
+    if (min_iv > max_iv) min_iv = max_iv;
+    double isz = o->fft_interval_size > 0 ? o->fft_interval_size : 1;
+    int nb;
+    if (span * (1 + 1e-9) < min_iv * isz) {
+        nb = min_iv;
+        while (!smooth7(2 * nb * p)) nb++;
+        *h = span * (1 + 1e-7) / nb;   /* a hair of margin keeps the largest point inside */
+        return nb;
+    }
+    double want = ceil(span * (1 + 1e-9) / isz);
+    nb = want > max_iv ? max_iv : (int)want;
+    while (!smooth7(2 * nb * p)) nb++;
+    *h = nb * isz >= span * (1 + 1e-9) ? isz : span * (1 + 1e-7) / nb;
+    return nb;
+}
+
+static void fft_kernels(fft_ws *f, double delta, int nt)
+{
+    const int L = f->L, nn = f->nn, D = f->D;
+    const int64_t rows = f->G / L;
+    double off2[8192];   /* squared wrapped offset of each grid index, in units of delta^2 */
+    for (int a = 0; a < L; a++) {
+        int off = a < nn ? a : a - L;
+        off2[a] = (double)off * off * delta * delta;
+    }
+    for (int kk = 0; kk < 2; kk++) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t r = 0; r < rows; r++) {
+            double base = D == 2 ? off2[r] : off2[r % L] + off2[r / L];
+            float *k = f->kern + r * L;
+            for (int a = 0; a < L; a++) {
+                double w = 1 / (1 + base + off2[a]);
+                k[a] = (float)(kk == 0 ? w * w : w);
+            }
+        }
+        fftwf_execute_dft_r2c(f->fwd, f->kern, kk == 0 ? f->khat2 : f->khat1);
+    }
+}
+
 static int fft_repulsion(fft_ws *f, const double *y, int64_t n, double *rep, double *zi, const tsne_opts *o,
                          int nt, struct util_err *err)
 {
@@ -732,18 +782,13 @@ static int fft_repulsion(fft_ws *f, const double *y, int64_t n, double *rep, dou
         if (y[i] > hi) hi = y[i];
     }
     if (!isfinite(lo) || !isfinite(hi)) return util_err_set(err, "embedding diverged (non-finite coordinates)");
-    double span = hi - lo;
+    double span = hi - lo, h;
     if (span <= 0) span = 1e-6;
-    int min_iv = o->fft_min_intervals > 0 ? o->fft_min_intervals : D == 2 ? 50 : 16;
-    double isz = o->fft_interval_size > 0 ? o->fft_interval_size : 1;
-    double want = ceil(span / isz);
-    int nb = want > min_iv ? (want > 2000 ? 2000 : (int)want) : min_iv;
-    while (!smooth7(2 * nb * p)) nb++;
+    int nb = fft_intervals(o, D, p, span, &h);
     if (fft_setup(f, nb, err) < 0) return -1;
-    const int L = f->L, nn = f->nn;
+    const int L = f->L;
     const int64_t G = f->G, Gc = f->Gc;
-    /* a hair of margin so the largest coordinate falls inside the last interval */
-    double h = span * (1 + 1e-7) / nb, delta = h / p;
+    const double delta = h / p;
     double t[8], denom[8];
     for (int k = 0; k < p; k++) t[k] = (k + 0.5) / p;
     for (int k = 0; k < p; k++) {
@@ -768,22 +813,11 @@ static int fft_repulsion(fft_ws *f, const double *y, int64_t n, double *rep, dou
                 f->wts[(i * D + dd) * p + k] = (float)(w / denom[k]);
             }
         }
-    /* kernels on the padded grid (wrapped offsets) and their transforms */
-    for (int kk = 0; kk < 2; kk++) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-        for (int64_t g = 0; g < G; g++) {
-            int64_t rest = g;
-            double d2 = 0;
-            for (int dd = 0; dd < D; dd++) {
-                int a = (int)(rest % L);
-                rest /= L;
-                int off = a < nn ? a : a - L;
-                d2 += (double)off * off;
-            }
-            double w = 1 / (1 + d2 * delta * delta);
-            f->kern[g] = (float)(kk == 0 ? w * w : w);
-        }
-        fftwf_execute_dft_r2c(f->fwd, f->kern, kk == 0 ? f->khat2 : f->khat1);
+    /* kernels on the padded grid (wrapped offsets) and their transforms, unless this grid and
+     * spacing were used last time */
+    if (f->kern_delta != delta) {
+        fft_kernels(f, delta, nt);
+        f->kern_delta = delta;
     }
     /* spread charges (serially: a parallel scatter would need atomics and lose determinism) */
     const int nq = f->nq;
@@ -857,6 +891,8 @@ struct tsne_grad {
     fft_ws fft;
     double *rep;   /* (n, dims) */
     double *zi;    /* (n) */
+    double *ys[3]; /* (dims) x (n): coordinates by dimension */
+    int64_t n_bh, n_fft;   /* AUTO: steps done each way */
 };
 
 tsne_grad *tsne_grad_create(enum tsne_method method, int64_t n, int dims, const tsne_opts *o, struct util_err *err)
@@ -871,11 +907,16 @@ tsne_grad *tsne_grad_create(enum tsne_method method, int64_t n, int dims, const 
     g->n = n;
     g->dims = dims;
     g->o = *o;
-    g->nt = nthreads(o->threads);
+    /* Per-step work below a few thousand points is well under a millisecond per thread: a second
+     * thread then gains little, and on a busy machine every barrier can cost a scheduler time slice. */
+    g->nt = n >= 4096 ? nthreads(o->threads) : 1;
     g->rep = util_malloc((size_t)n * dims, sizeof *g->rep, err);
     g->zi = util_malloc((size_t)n, sizeof *g->zi, err);
     if (!g->rep || !g->zi) goto fail;
-    if (method == TSNE_FFT) {
+    for (int dd = 0; dd < dims; dd++)
+        if (!(g->ys[dd] = util_malloc((size_t)n, sizeof(double), err))) goto fail;
+    if (method == TSNE_AUTO && dims != 2) g->method = method = TSNE_BH;
+    if (method == TSNE_FFT || method == TSNE_AUTO) {
         g->fft.D = dims;
         g->fft.p = o->fft_nodes >= 2 && o->fft_nodes <= 8 ? o->fft_nodes : 3;
         g->fft.nq = dims + 1;
@@ -894,11 +935,32 @@ void tsne_grad_free(tsne_grad *g)
     if (!g) return;
     free(g->rep);
     free(g->zi);
+    for (int dd = 0; dd < 3; dd++) free(g->ys[dd]);
     bh_tree_free(&g->tree);
     fft_release(&g->fft);
     free(g->fft.base);
     free(g->fft.wts);
     free(g);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static double exact_z_row(const double *y, int64_t n, int dims, int64_t i)
+{
+    double s = 0, yi[3] = { y[i * dims], y[i * dims + 1], dims == 3 ? y[i * dims + 2] : 0 };
+    if (dims == 2) {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < n; j++) {
+            double dx = yi[0] - y[2 * j], dy = yi[1] - y[2 * j + 1];
+            s += 1 / (1 + dx * dx + dy * dy);
+        }
+    } else {
+#pragma omp simd reduction(+ : s)
+        for (int64_t j = 0; j < n; j++) {
+            double dx = yi[0] - y[3 * j], dy = yi[1] - y[3 * j + 1], dz = yi[2] - y[3 * j + 2];
+            s += 1 / (1 + dx * dx + dy * dy + dz * dz);
+        }
+    }
+    return s - 1;   /* j == i contributed exactly 1 */
 }
 
 double tsne_exact_z(const double *y, int64_t n, int dims, int threads)
@@ -907,56 +969,84 @@ double tsne_exact_z(const double *y, int64_t n, int dims, int threads)
     double z = 0;
     if (!zi) return NAN;
 #pragma omp parallel for schedule(dynamic, 64) num_threads(nthreads(threads))
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int64_t j = 0; j < n; j++) {
-            if (j == i) continue;
-            double d2 = 0;
-            for (int dd = 0; dd < dims; dd++) {
-                double t = y[i * dims + dd] - y[j * dims + dd];
-                d2 += t * t;
-            }
-            s += 1 / (1 + d2);
-        }
-        zi[i] = s;
-    }
+    for (int64_t i = 0; i < n; i++) zi[i] = exact_z_row(y, n, dims, i);
     for (int64_t i = 0; i < n; i++) z += zi[i];
     free(zi);
     return z;
 }
 
-/* attraction over the sparse P, combined with the repulsion into the gradient */
-__attribute__((always_inline)) static inline void attract_row(const tsne_sparse *P, const double *y, int D, int64_t i,
-                                                              double *a)
+/* attraction over the sparse P, combined with the repulsion into the gradient.  Coordinates come
+ * as separate arrays (ys[dd][j]) so the neighbour loads are plain gathers; eight partial sums per
+ * coordinate are added in a fixed order at the end, so the loop vectorises without reassociation
+ * and gives the same result whatever the vector width. */
+__attribute__((always_inline)) static inline void attract_row(const tsne_sparse *P, const double *const *ys, int D,
+                                                              int64_t i, double *a)
 {
-    const double *yi = y + i * D;
-    double ax = 0, ay = 0, az = 0;
+    enum { W = 8 };
+    const double *y0 = ys[0], *y1 = ys[1], *y2 = ys[D == 3 ? 2 : 1];
+    const double xi = y0[i], yi = y1[i], zi = D == 3 ? y2[i] : 0;
+    double ax[W] = { 0 }, ay[W] = { 0 }, az[W] = { 0 };
     const int32_t *col = P->col;
-    const double *val = P->val;
-    for (int64_t e = P->row[i]; e < P->row[i + 1]; e++) {
-        const double *yj = y + (int64_t)col[e] * D;
-        double dx = yi[0] - yj[0], dy = yi[1] - yj[1], dz = D == 3 ? yi[2] - yj[2] : 0;
+    const float *val = P->val;
+    int64_t e = P->row[i];
+    const int64_t e1 = P->row[i + 1];
+    for (; e + W <= e1; e += W)
+        for (int l = 0; l < W; l++) {
+            int32_t j = col[e + l];
+            double dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
+            double pw = val[e + l] / (1 + dx * dx + dy * dy + dz * dz);
+            ax[l] += pw * dx;
+            ay[l] += pw * dy;
+            az[l] += pw * dz;
+        }
+    for (int l = 0; e < e1; e++, l++) {
+        int32_t j = col[e];
+        double dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
         double pw = val[e] / (1 + dx * dx + dy * dy + dz * dz);
-        ax += pw * dx;
-        ay += pw * dy;
-        az += pw * dz;
+        ax[l] += pw * dx;
+        ay[l] += pw * dy;
+        az[l] += pw * dz;
     }
-    a[0] = ax;
-    a[1] = ay;
-    a[2] = az;
+    a[0] = a[1] = a[2] = 0;
+    for (int l = 0; l < W; l++) {
+        a[0] += ax[l];
+        a[1] += ay[l];
+        a[2] += az[l];
+    }
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void attraction(const tsne_sparse *P, const double *y, int D, double exaggeration, double iz, const double *rep,
-                       double *grad, int nt)
+static void attraction(const tsne_sparse *P, const double *const *ys, int D, double exaggeration, double iz,
+                       const double *rep, double *grad, int nt)
 {
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < P->n; i++) {
         double a[3];
-        if (D == 2) attract_row(P, y, 2, i, a);
-        else attract_row(P, y, 3, i, a);
+        if (D == 2) attract_row(P, ys, 2, i, a);
+        else attract_row(P, ys, 3, i, a);
         for (int dd = 0; dd < D; dd++) grad[i * D + dd] = 4 * (exaggeration * a[dd] - rep[i * D + dd] * iz);
     }
+}
+
+/* AUTO in 2-D: per step, the cheaper of Barnes-Hut and FFT by a cost model fitted on this code
+ * (single thread: Barnes-Hut ~90 ns * N log2 N; FFT ~0.16 ns per element-log of each of its 7
+ * transforms plus ~30 ns per point).  Only the embedding decides, so runs stay repeatable.  FFT
+ * wins for large N; Barnes-Hut while the embedding is wide and sparse (early exaggeration of
+ * well-separated clusters can stretch it to hundreds of units). */
+static enum tsne_method auto_choice(const tsne_grad *g, const double *y)
+{
+    int64_t n = g->n;
+    double lo = INFINITY, hi = -INFINITY, h;
+    for (int64_t i = 0; i < n * g->dims; i++) {
+        if (y[i] < lo) lo = y[i];
+        if (y[i] > hi) hi = y[i];
+    }
+    double span = hi - lo > 0 ? hi - lo : 1e-6;
+    int nb = fft_intervals(&g->o, g->dims, g->fft.p, span, &h);
+    double L = 2.0 * nb * g->fft.p, G = L * L;
+    double fft_ns = 7 * G * log2(G) * 0.16 + 30.0 * (double)n;
+    double bh_ns = 90.0 * (double)n * log2((double)n + 1);
+    return fft_ns < bh_ns ? TSNE_FFT : TSNE_BH;
 }
 
 int tsne_gradient(tsne_grad *g, const tsne_sparse *P, const double *y, double exaggeration, double *grad,
@@ -966,7 +1056,13 @@ int tsne_gradient(tsne_grad *g, const tsne_sparse *P, const double *y, double ex
     const int D = g->dims;
     const int nt = g->nt;
     /* repulsion: rep_i = sum_j w_ij^2 (y_i - y_j) and zi_i = sum_j w_ij */
-    if (g->method == TSNE_EXACT) {
+    enum tsne_method m = g->method;
+    if (m == TSNE_AUTO) {
+        m = auto_choice(g, y);
+        if (m == TSNE_FFT) g->n_fft++;
+        else g->n_bh++;
+    }
+    if (m == TSNE_EXACT) {
 #pragma omp parallel for schedule(dynamic, 64) num_threads(nt)
         for (int64_t i = 0; i < n; i++) {
             double r[3] = { 0, 0, 0 }, s = 0;
@@ -984,7 +1080,7 @@ int tsne_gradient(tsne_grad *g, const tsne_sparse *P, const double *y, double ex
             g->zi[i] = s;
             for (int dd = 0; dd < D; dd++) g->rep[i * D + dd] = r[dd];
         }
-    } else if (g->method == TSNE_BH) {
+    } else if (m == TSNE_BH) {
         if (bh_build(&g->tree, y, n, D, err) < 0) return -1;
         bh_repulsion(&g->tree, y, D, g->o.theta, g->rep, g->zi, nt);
     } else {
@@ -993,7 +1089,9 @@ int tsne_gradient(tsne_grad *g, const tsne_sparse *P, const double *y, double ex
     double z = 0;
     for (int64_t i = 0; i < n; i++) z += g->zi[i];
     if (!(z > 0) || !isfinite(z)) return util_err_set(err, "embedding diverged (normalisation %g)", z);
-    attraction(P, y, D, exaggeration, 1 / z, g->rep, grad, nt);
+    for (int64_t i = 0; i < n; i++)
+        for (int dd = 0; dd < D; dd++) g->ys[dd][i] = y[i * D + dd];
+    attraction(P, (const double *const *)g->ys, D, exaggeration, 1 / z, g->rep, grad, nt);
     if (z_out) *z_out = z;
     return 0;
 }
@@ -1207,7 +1305,7 @@ int tsne_run(const float *x, int64_t n, int d, float *yout, const tsne_opts *o, 
         if (!isfinite(x[i]))
             return util_err_set(err, "point %lld: non-finite value", (long long)(i / d));
     enum tsne_method method = o->method;
-    if (method == TSNE_AUTO) method = D == 2 && n >= 2000 ? TSNE_FFT : TSNE_BH;
+    if (method == TSNE_AUTO && D != 2) method = TSNE_BH;
     stats.method = method;
     const int nt = nthreads(o->threads);
     int k = method == TSNE_EXACT ? (int)(n - 1) : (int)fmin((double)(n - 1), floor(3 * o->perplexity));
@@ -1297,6 +1395,8 @@ int tsne_run(const float *x, int64_t n, int d, float *yout, const tsne_opts *o, 
         }
     }
     stats.t_optimise = util_now() - t0;
+    stats.steps_bh = method == TSNE_BH ? o->n_iter : method == TSNE_AUTO ? (int)g->n_bh : 0;
+    stats.steps_fft = method == TSNE_FFT ? o->n_iter : method == TSNE_AUTO ? (int)g->n_fft : 0;
     /* final KL with Z summed exactly when affordable */
     if (n <= 20000 || method == TSNE_EXACT) {
         z = tsne_exact_z(y, n, D, nt);

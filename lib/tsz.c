@@ -604,8 +604,11 @@ tsz_reader *tsz_reader_open(const char *path, struct util_err *err)
     tsz_reader *r = calloc(1, sizeof *r);
     if (!r) { util_err_set(err, "%s: out of memory", path); return NULL; }
     r->path = strdup(path);
-    r->in_cap = ZSTD_DStreamInSize() > (1 << 20) ? ZSTD_DStreamInSize() : (1 << 20);
-    r->out_cap = ZSTD_DStreamOutSize() * 8;
+    /* 64 KiB each: a pipe delivers at most that per read, record data bypasses out (direct_fill),
+     * and small buffers keep opening a reader cheap (bigger ones made the fuzzer 6x slower under
+     * ASan, with no measurable gain in tsz_bench). */
+    r->in_cap = 1 << 16;
+    r->out_cap = 1 << 16;
     r->in = malloc(r->in_cap);
     r->out = malloc(r->out_cap);
     r->dctx = ZSTD_createDCtx();
@@ -824,6 +827,7 @@ int tsz_read_data_f32(tsz_reader *r, const tsz_rec *rec, float *out, size_t n_ou
         return util_err_set(err, "%s: record %lld (%s): %lld values do not fit the buffer of %zu", r->path,
                             (long long)r->index - 1, rec->name, (long long)n, n_out);
     if (rec->dtype == TSZ_F32) return tsz_read_data(r, out, n_out * sizeof(float), err);
+    if (n == 0) return tsz_skip_data(r, err);  /* nothing to convert (and no scratch to point into) */
     size_t es = tsz_dtype_size(rec->dtype);
     if (scratch_reserve(r, (size_t)n * es + (size_t)n * es, err) < 0) return -1;
     /* Read into the second half of scratch: tsz_read_data may use the first half to unshuffle. */

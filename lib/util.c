@@ -279,6 +279,20 @@ int util_atomic_open(util_atomic_file *af, const char *path, struct util_err *er
         af->fp = stdout;
         return 0;
     }
+    /* An existing device or FIFO (/dev/null, a named pipe) is written in place: renaming a temporary
+     * file over it would replace /dev/null with a regular file for every process on the machine. */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) return util_err_set(err, "%s: is a directory", path);
+        af->fp = fopen(path, "wb");
+        if (!af->fp) return util_err_sys(err, "%s", path);
+        if (!(af->path = strdup(path))) {
+            fclose(af->fp);
+            af->fp = NULL;
+            return util_err_set(err, "%s: out of memory", path);
+        }
+        return 0;
+    }
     size_t n = strlen(path) + 32;
     af->path = strdup(path);
     af->tmp_path = malloc(n);
@@ -319,7 +333,9 @@ int util_atomic_commit(util_atomic_file *af, struct util_err *err)
     int bad = fflush(af->fp) != 0 || ferror(af->fp);
     bad |= fclose(af->fp) != 0;
     af->fp = NULL;
-    if (bad) {
+    if (!af->tmp_path) {  /* written in place */
+        if (bad) util_err_sys(err, "%s: write failed", af->path);
+    } else if (bad) {
         util_err_sys(err, "%s: write failed", af->path);
         unlink(af->tmp_path);
     } else if (rename(af->tmp_path, af->path) != 0) {
@@ -336,7 +352,7 @@ void util_atomic_abort(util_atomic_file *af)
 {
     if (af->fp && af->path) {
         fclose(af->fp);
-        unlink(af->tmp_path);
+        if (af->tmp_path) unlink(af->tmp_path);
     }
     af->fp = NULL;
     free(af->path); free(af->tmp_path);
@@ -409,7 +425,7 @@ int util_walk_dir(const char *dir, int (*fn)(const char *path, void *ctx), void 
         if (!(names[n] = strdup(e->d_name))) { rc = util_err_set(err, "%s: out of memory", dir); goto out; }
         n++;
     }
-    qsort(names, n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, n, sizeof *names, cmp_str);
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t len = strlen(dir) + strlen(names[i]) + 2;
         char *p = malloc(len);

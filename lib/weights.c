@@ -32,6 +32,16 @@ size_t welem_size(enum welem e) { return elems[e].size; }
 const char *welem_name(enum welem e) { return elems[e].name; }
 int welem_is_float(enum welem e) { return elems[e].is_float; }
 
+void weights_printable(char *dst, size_t cap, const void *src, size_t len)
+{
+    const uint8_t *p = src;
+    size_t j = 0;
+    if (!cap) return;
+    for (size_t i = 0; i < len && j + 4 < cap; i++) dst[j++] = p[i] >= 32 && p[i] < 127 ? (char)p[i] : '?';
+    if (len > j && j + 3 < cap) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
+    dst[j] = 0;
+}
+
 int weights_numel_of(int ndim, const int64_t *shape, int64_t *numel)
 {
     int64_t n = 1;
@@ -214,16 +224,24 @@ static weights_tensor *add_tensor(weights_set *s, const char *name, enum tsz_dty
                                   const int64_t *shape, void *owned, struct util_err *err)
 {
     int64_t numel;
+    if (strlen(name) > TSZ_MAX_NAME) {
+        util_err_set(err, "%s: tensor name of %zu bytes (at most %d)", s->label, strlen(name), TSZ_MAX_NAME);
+        goto fail;
+    }
+    /* names go into one-line messages and notes: no control characters */
+    for (const char *c = name; *c; c++)
+        if ((unsigned char)*c < 32 || *c == 127) {
+            char pn[80];
+            weights_printable(pn, sizeof pn, name, strlen(name));
+            util_err_set(err, "%s: tensor name with a control character: %s", s->label, pn);
+            goto fail;
+        }
     if (dtype != TSZ_F32 && dtype != TSZ_I64) {
         util_err_set(err, "%s: tensor %s: dtype %s (sets hold f32 and i64)", s->label, name, tsz_dtype_name(dtype));
         goto fail;
     }
     if (ndim < 0 || ndim > TSZ_MAX_DIMS) {
         util_err_set(err, "%s: tensor %s: %d dimensions (at most %d)", s->label, name, ndim, TSZ_MAX_DIMS);
-        goto fail;
-    }
-    if (strlen(name) > TSZ_MAX_NAME) {
-        util_err_set(err, "%s: tensor name of %zu bytes (at most %d)", s->label, strlen(name), TSZ_MAX_NAME);
         goto fail;
     }
     if (weights_numel_of(ndim, shape, &numel) < 0 || numel > (int64_t)(SIZE_MAX / 16)) {

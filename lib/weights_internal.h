@@ -27,6 +27,10 @@ int weights_put_strided(weights_set *s, const char *name, size_t name_len, enum 
 int weights_put_owned(weights_set *s, const char *name, size_t name_len, enum welem e, int ndim,
                       const int64_t *shape, void *data, struct util_err *err);
 
+/* Printable copy of untrusted bytes for a one-line message (controls and non-ASCII as '?', "..." when
+ * cut to fit cap). */
+void weights_printable(char *dst, size_t cap, const void *src, size_t len);
+
 /* Product of shape[0..ndim) into *numel; -1 if a dim is negative or the product passes 2^62. */
 int weights_numel_of(int ndim, const int64_t *shape, int64_t *numel);
 

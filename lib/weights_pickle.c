@@ -341,14 +341,7 @@ static const struct {
 
 static int eq(const uint8_t *p, size_t len, const char *s) { return strlen(s) == len && memcmp(p, s, len) == 0; }
 
-/* Printable copy of untrusted text for a one-line message. */
-static void printable(char *dst, size_t cap, const uint8_t *p, size_t len)
-{
-    size_t j = 0;
-    for (size_t i = 0; i < len && j + 4 < cap; i++) dst[j++] = p[i] >= 32 && p[i] < 127 ? (char)p[i] : '?';
-    if (len && j + 4 >= cap) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
-    dst[j] = 0;
-}
+static void printable(char *dst, size_t cap, const uint8_t *p, size_t len) { weights_printable(dst, cap, p, len); }
 
 static int push_global(struct up *u, const uint8_t *mod, size_t ml, const uint8_t *name, size_t nl)
 {
@@ -887,13 +880,16 @@ static const struct obj *unwrap(weights_set *s, const struct obj *root, const we
         if (has_tensor(d)) return d;
         const struct obj *next = NULL;
         const char *via = NULL;
-        for (size_t w = 0; w < sizeof wrappers / sizeof wrappers[0] && !next; w++)
-            for (int i = 0; i + 1 < d->n; i += 2)
-                if (is_str(d->u.items[i], wrappers[w]) && d->u.items[i + 1]->kind == O_DICT) {
-                    next = d->u.items[i + 1];
-                    via = wrappers[w];
-                    break;
-                }
+        /* first a wrapper holding tensors itself, else one holding a dict to look into */
+        for (int pass = 0; pass < 2 && !next; pass++)
+            for (size_t w = 0; w < sizeof wrappers / sizeof wrappers[0] && !next; w++)
+                for (int i = 0; i + 1 < d->n; i += 2)
+                    if (is_str(d->u.items[i], wrappers[w]) && d->u.items[i + 1]->kind == O_DICT &&
+                        (pass == 1 || has_tensor(d->u.items[i + 1]))) {
+                        next = d->u.items[i + 1];
+                        via = wrappers[w];
+                        break;
+                    }
         if (!next) break;
         key_list(d, via, keys, sizeof keys);
         if (keys[0]) weights_note(s, "weights under '%s'; ignored the other entries: %s", via, keys);
@@ -921,9 +917,11 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
         const struct storage *st = v->u.t->storage->u.st;
         struct sdata *sd = st_find(tab, st->key, st->key_len, 1);
         if (!sd) return util_err_set(err, "out of memory");
-        if (sd->refs && (sd->elem != st->elem || sd->numel != st->numel))
-            return util_err_set(err, "%s: storage %.*s is used with two different types or sizes", s->label,
-                                (int)(st->key_len > 40 ? 40 : st->key_len), (const char *)st->key);
+        if (sd->refs && (sd->elem != st->elem || sd->numel != st->numel)) {
+            char pk[64];
+            printable(pk, sizeof pk, st->key, st->key_len);
+            return util_err_set(err, "%s: storage %s is used with two different types or sizes", s->label, pk);
+        }
         sd->elem = st->elem;
         sd->numel = st->numel;
         sd->refs++;
@@ -944,9 +942,11 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
         weights_numel_of(t->ndim, t->shape, &numel);   /* checked when the tensor was built */
         out_elems += numel;
         /* views of one storage by many tensors could multiply a small file into a huge allocation */
-        if (out_elems > 2 * storage_elems + (1 << 20))
-            return util_err_set(err, "%s: tensor %.*s: tensors view the same data many times over", s->label,
-                                (int)(k->u.s.len > 100 ? 100 : k->u.s.len), (const char *)k->u.s.p);
+        if (out_elems > 2 * storage_elems + (1 << 20)) {
+            char pn[96];
+            printable(pn, sizeof pn, k->u.s.p, k->u.s.len);
+            return util_err_set(err, "%s: tensor %s: tensors view the same data many times over", s->label, pn);
+        }
         int64_t off = t->offset + (st->view_numel >= 0 ? st->view_off : 0);
         int contiguous = 1;
         int64_t expect = 1;

@@ -43,15 +43,18 @@ static int get_u64(const json_t *v, uint64_t *out)
     return 0;
 }
 
-static int parse_entry(const char *label, const char *name, const json_t *v, struct entry *e, uint64_t data_len,
+static int parse_entry(const char *label, const char *key, const json_t *v, struct entry *e, uint64_t data_len,
                        struct util_err *err)
 {
+    char name[96];   /* for messages */
+    weights_printable(name, sizeof name, key, strlen(key));
     if (!json_is_object(v)) return util_err_set(err, "%s: tensor %s: header entry is not an object", label, name);
     const json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
                  *off = json_object_get(v, "data_offsets");
     if (!json_is_string(dt) || !json_is_array(sh) || !json_is_array(off))
         return util_err_set(err, "%s: tensor %s: needs dtype (string), shape and data_offsets (arrays)", label, name);
-    const char *ds = json_string_value(dt);
+    char ds[48];
+    weights_printable(ds, sizeof ds, json_string_value(dt), json_string_length(dt));
     int found = 0;
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
         if (strcmp(ds, st_dtypes[i].name) == 0) {
@@ -60,7 +63,7 @@ static int parse_entry(const char *label, const char *name, const json_t *v, str
             e->elem = (enum welem)st_dtypes[i].elem;
             found = 1;
         }
-    if (!found) return util_err_set(err, "%s: tensor %s: unknown dtype %.40s", label, name, ds);
+    if (!found) return util_err_set(err, "%s: tensor %s: unknown dtype %s", label, name, ds);
     size_t nd = json_array_size(sh);
     if (nd > TSZ_MAX_DIMS) return util_err_set(err, "%s: tensor %s: %zu dimensions (at most %d)", label, name, nd, TSZ_MAX_DIMS);
     e->ndim = (int)nd;
@@ -84,8 +87,8 @@ static int parse_entry(const char *label, const char *name, const json_t *v, str
     if (e->end - e->begin != bytes)
         return util_err_set(err, "%s: tensor %s: %llu bytes of data for %s shape needing %llu", label, name,
                             (unsigned long long)(e->end - e->begin), welem_name(e->elem), (unsigned long long)bytes);
-    e->name = name;
-    e->name_len = strlen(name);
+    e->name = key;
+    e->name_len = strlen(key);
     return 0;
 }
 
@@ -144,7 +147,9 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
             json_object_foreach(val, mk, mv)
             {
                 if (!json_is_string(mv)) {
-                    util_err_set(err, "%s: safetensors __metadata__ value of %.60s is not a string", label, mk);
+                    char pk[64];
+                    weights_printable(pk, sizeof pk, mk, strlen(mk));
+                    util_err_set(err, "%s: safetensors __metadata__ value of %s is not a string", label, pk);
                     goto fail;
                 }
                 /* values with NUL bytes or keys TSZ cannot hold are left out, noted */
@@ -162,7 +167,9 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
     uint64_t pos = 0;
     for (size_t i = 0; i < k; i++) {
         if (ents[i].begin != pos) {
-            util_err_set(err, "%s: tensor %s: data at %llu, expected %llu (%s)", label, ents[i].name,
+            char pn[96];
+            weights_printable(pn, sizeof pn, ents[i].name, ents[i].name_len);
+            util_err_set(err, "%s: tensor %s: data at %llu, expected %llu (%s)", label, pn,
                          (unsigned long long)ents[i].begin, (unsigned long long)pos,
                          ents[i].begin < pos ? "overlapping data" : "a hole in the data");
             goto fail;

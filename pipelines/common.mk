@@ -176,13 +176,14 @@ $(WORK)/$(1)/fold%/features.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold
 	$$(RUN) $(BIN)/embed -j $$(THREADS) --model $$< -o $$@ $$(word 2,$$^)
 $(OUT)/$(1)/tsne.png: $(WORK)/$(1)/fold$(TSNE_FOLD)/features.tsz $(CFG)/tsne.cfg $(BIN)/tsne
 	@mkdir -p $$(@D)
-	$$(RUN) $(BIN)/tsne $(TSNE_OPTS) -j $$(THREADS) --png $$@ -o $(WORK)/$(1)/tsne.tsz $$<
+	$$(RUN) $(BIN)/tsne $(TSNE_OPTS) -j $$(THREADS) --title $(call sq,$(DATASET_TITLE): $(1)$(,) test fold $(TSNE_FOLD)) \
+	  --png $$@ -o $(WORK)/$(1)/tsne.tsz $$<
 $(OUT)/$(1)/score.txt: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
 	$(BIN)/score $$(filter %.logits.tsz,$$^) > $$@.tmp && mv $$@.tmp $$@
 $(OUT)/$(1)/score.csv: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
 	$(BIN)/score --csv $$(filter %.logits.tsz,$$^) > $$@.tmp && mv $$@.tmp $$@
 $(OUT)/$(1)/confusion.png: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
-	$(BIN)/score --png $$@ $$(filter %.logits.tsz,$$^) > /dev/null
+	$(BIN)/score --png $$@ --title $(call sq,$(DATASET_TITLE): $(1)$(,) $(words $(FOLDS)) folds) $$(filter %.logits.tsz,$$^) > /dev/null
 endef
 
 FT_ARGS  = --arch $(ARCH) --width $(WIDTH) --stem $(STEM) --epochs $(EPOCHS) --batch $(BATCH) --lr $(LR) --wd $(WD) $(FT_OPTS)
@@ -192,20 +193,24 @@ $(foreach m,$(LIN_METHODS),$(eval $(call RUN_template,lin-$(m),$(m),$(CFG)/lin.c
 
 # ---- paired comparisons ----
 define COMPARE_template
-$(OUT)/compare-$(1)-vs-$(2).txt: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz $(OUT)/$(2)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
-	$(BIN)/score --compare $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) -- \
+$(OUT)/compare-$(1)-vs-$(2).%: $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz $(OUT)/$(2)/fold$(k).logits.tsz) $(CFG)/runs.cfg $(BIN)/score
+	$(BIN)/score --compare $$(if $$(filter %.csv,$$@),--csv) --seed $(SEED) \
+	  $(foreach k,$(FOLDS),$(OUT)/$(1)/fold$(k).logits.tsz) -- \
 	  $(foreach k,$(FOLDS),$(OUT)/$(2)/fold$(k).logits.tsz) > $$@.tmp && mv $$@.tmp $$@
 endef
 $(foreach c,$(COMPARISONS),$(eval $(call COMPARE_template,$(word 1,$(subst :, ,$(c))),$(word 2,$(subst :, ,$(c))))))
 
 # ---- the table ----
+ENC_DESC_simclr = $(if $(SIMCLR_INIT),the checkpoint `$(SIMCLR_INIT)`,SimCLR pre-training on $(or $(SIMCLR_IMAGES),$(SIMCLR_TSZ)) (`$(SIMCLR_MODEL)`): `$(SIMCLR_SETTINGS)`)
+ENC_DESC_supervised = $(if $(SUPERVISED_INIT),the checkpoint `$(SUPERVISED_INIT)`,supervised pre-training on $(SUP_IMAGES) (`$(SUP_MODEL)`): `$(SUP_SETTINGS)`)
+PAPER ?= $(PIPELINES)/paper.tsv
 TABLE_INPUTS := $(foreach r,$(RUNS),$(OUT)/$(r)/score.csv $(OUT)/$(r)/score.txt $(OUT)/$(r)/confusion.png $(OUT)/$(r)/tsne.png) \
-  $(foreach c,$(COMPARISONS),$(OUT)/compare-$(subst :,-vs-,$(c)).txt)
-$(OUT)/table.md: $(TABLE_INPUTS) $(CFG)/ft.cfg $(CFG)/lin.cfg $(CFG)/mel.cfg $(CFG)/runs.cfg $(PIPELINES)/table.sh $(PIPELINES)/paper.tsv
+  $(foreach c,$(COMPARISONS),$(OUT)/compare-$(subst :,-vs-,$(c)).txt $(OUT)/compare-$(subst :,-vs-,$(c)).csv)
+$(OUT)/table.md: $(TABLE_INPUTS) $(wildcard $(CFG)/*.cfg) $(PIPELINES)/table.sh $(PAPER)
 	@mkdir -p $(@D)
 	DATASET=$(call sq,$(DATASET)) TITLE=$(call sq,$(DATASET_TITLE)) OUT=$(call sq,$(OUT)) CFG=$(call sq,$(CFG)) \
-	  FOLDS=$(call sq,$(FOLDS)) RUNS=$(call sq,$(RUNS)) COMPARISONS=$(call sq,$(COMPARISONS)) \
-	  ENC_simclr=$(call sq,$(ENC_simclr)) ENC_supervised=$(call sq,$(ENC_supervised)) \
+	  FOLDS=$(call sq,$(FOLDS)) RUNS=$(call sq,$(RUNS)) COMPARISONS=$(call sq,$(COMPARISONS)) PAPER=$(call sq,$(PAPER)) \
+	  $(foreach m,simclr supervised,$(if $(ENC_$(m)),ENC_DESC_$(m)=$(call sq,$(ENC_DESC_$(m))))) \
 	  sh $(PIPELINES)/table.sh > $@.tmp && mv $@.tmp $@
 
 clean-results:

@@ -26,14 +26,15 @@ SUP_CROP   ?= 64
 SUP_EPOCHS ?= 30
 SUP_BATCH  ?= 128
 SUP_LR     ?= 1e-3
-SUP_STEM   ?= small
+SUP_STEM   ?= $(STEM)
 SUP_OPTS   ?=
 SUP_MODEL  := $(SUP_WORK)/encoder.tsz
 
 $(call settings,$(SUP_WORK)/cfg/images.cfg,images=$(SUP_IMAGES) resize=$(SUP_RESIZE) crop=$(SUP_CROP) \
   data=$(call fingerprint,$(SUP_IMAGES)))
-$(call settings,$(SUP_WORK)/cfg/train.cfg,arch=$(ARCH) width=$(WIDTH) stem=$(SUP_STEM) epochs=$(SUP_EPOCHS) \
-  batch=$(SUP_BATCH) lr=$(SUP_LR) wd=$(WD) seed=$(SEED) opts=$(SUP_OPTS))
+SUP_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(SUP_STEM) resize=$(SUP_RESIZE) crop=$(SUP_CROP) epochs=$(SUP_EPOCHS) \
+  batch=$(SUP_BATCH) lr=$(SUP_LR) wd=$(WD) seed=$(SEED) opts=$(SUP_OPTS)
+$(call settings,$(SUP_WORK)/cfg/train.cfg,$(SUP_SETTINGS))
 
 $(SUP_WORK)/images.tsz: $(SUP_WORK)/cfg/images.cfg $(BIN)/img2tensor
 	$(call say,supervised pre-training: decoding images)

@@ -43,6 +43,7 @@ if [ ! -e x.tsz ] && [ -z "$(ls x.tsz.tmp* 2>/dev/null)" ]; then pass "a failed 
 else fail "a failed run left $(ls x.tsz*)"; fi
 expect_fail "truncated PNG: exit 1, one line" 1 "set/bad/cut.png: bad PNG" img2tensor -o x.tsz set/bad/cut.png
 mkdir -p set/nothing
+echo 'no pictures here' >set/nothing/readme.txt
 expect_fail "a directory without images: exit 1" 1 "set/nothing: no PNG or JPEG files found" img2tensor -o x.tsz set/nothing
 
 img2tensor --skip-bad -o skip.tsz set 2>skip.err; rc=$?

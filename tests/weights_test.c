@@ -501,6 +501,8 @@ static void test_bad_safetensors(void)
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, "needs dtype"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", 8, "not [begin, end]"},
         {"{\"a\":5}", 0, "not an object"},
+        {"{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "tensor name with a control character: a?b"},
+        {"{\"a\\nb\":{\"dtype\":\"F\\n32\",\"shape\":[2],\"data_offsets\":[0,8]}}", 8, "tensor a?b: unknown dtype F?32"},
         {"{\"__metadata__\":{\"k\":3}}", 0, "not a string"},
         {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,18446744073709551615]}}", 8, "too big integer"},
     };
@@ -752,6 +754,26 @@ static void test_bad_pickles(void)
     expect_fail_mem("--key of a missing entry", file, n, &o, "no entry model at the top level (entries: epoch, net)");
     o.key = "epoch";
     expect_fail_mem("--key of an entry without tensors", file, n, &o, "entry epoch holds no tensors");
+
+    obj.n = 0;   /* 'model' holds a dict without tensors, 'net' the weights: net wins */
+    pk_raw(&obj, "\x80\x02}(", 4);
+    pk_s(&obj, "model");
+    pk_raw(&obj, "}(", 2);
+    pk_s(&obj, "depth");
+    pk_i(&obj, 50);
+    pk_op(&obj, 'u');
+    pk_s(&obj, "net");
+    pk_raw(&obj, "}(", 2);
+    pk_s(&obj, "w");
+    pk_tensor(&obj, "FloatStorage", "0", 4, 0, 2, s2, st2, 1);
+    pk_op(&obj, 'u');
+    pk_op(&obj, 'u');
+    pk_op(&obj, '.');
+    size_t n2 = legacy_file(file, &obj, 1, keys1, numel4);
+    s = weights_load_mem(file, n2, "wrapped2.pth", NULL, &err);
+    test_check(s && s->n == 1 && strstr(weights_notes(s), "weights under 'net'"),
+               "a wrapper holding tensors is preferred to one holding other dicts %s", s ? "" : err.msg);
+    weights_free(s);
 
     /* zip archives */
     pk_simple(&obj, 0);

@@ -32,8 +32,9 @@ static void usage(void)
            "      --val=FILE           evaluate on FILE after every epoch and keep the best model\n"
            "      --best=FILE          the best model by validation accuracy (default MODEL.best.tsz)\n"
            "      --init=PRETRAINED    start from the backbone of PRETRAINED (TSZ model, .safetensors\n"
-           "                           or .pth); the classifier head is new; RGB conv1 weights are\n"
-           "                           summed over channels for 1-channel data\n"
+           "                           or .pth), whose architecture, width and stem then apply; the\n"
+           "                           classifier head is new; RGB conv1 weights are summed over\n"
+           "                           channels for 1-channel data\n"
            "      --classes=N          number of classes (default: the stream's classes, else max label + 1)\n"
            "      --arch=NAME          resnet18 (default), resnet34 or resnet50\n"
            "      --width=N            base width (default 64)\n"
@@ -290,12 +291,12 @@ int main(int argc, char **argv)
         if (!(pre = train_load_model(o.init, &pattrs, &err))) goto done;
         const nn_config *pc = &pre->cfg;
         const char *pstem = pc->stem == NN_STEM_SMALL ? "small" : "imagenet";
+        /* The pre-trained network decides (its weights fit no other); pipelines pass one set of options
+         * for every method, so a contradiction is a note, not an error. */
         if ((o.set_arch && strcmp(o.arch, pc->arch)) || (o.set_width && o.width != pc->width) ||
-            (o.set_stem && strcmp(o.stem, pstem))) {
-            util_err_set(&err, "%s: the pre-trained model is %s width %d stem %s, the options ask for %s width %d stem %s",
-                         o.init, pc->arch, pc->width, pstem, o.arch, o.width, o.stem);
-            goto done;
-        }
+            (o.set_stem && strcmp(o.stem, pstem)))
+            fprintf(stderr, "%s: %s is %s width %d stem %s: the options' %s width %d stem %s do not apply\n",
+                    util_progname(), o.init, pc->arch, pc->width, pstem, o.arch, o.width, o.stem);
         cfg = *pc;
         cfg.head_layers = cfg.head_hidden = cfg.head_out = 0;
     } else {

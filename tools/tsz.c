@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "tsz.h"
 #include "tszutil.h"
@@ -270,12 +271,14 @@ static int cmd_cat(int argc, char **argv)
     struct util_err err = {{0}};
     tsz_attrs attrs;
     tsz_attrs_init(&attrs);
-    tsz_reader *in_stdin = NULL, *r = NULL;
+    tsz_reader **kept = calloc(n, sizeof *kept), *r = NULL;
     tsz_writer *w = NULL;
     void *buf = NULL;
     size_t cap = 0;
-    /* Pass 1: merge the headers.  Files are reopened for pass 2; stdin can only be read once, so its
-     * reader stays open (it has only read its header). */
+    /* Pass 1: merge the headers.  Regular files are reopened for pass 2; stdin, pipes (as from
+     * `<(command)`) and FIFOs can be read only once, so their readers stay open (each has read only
+     * its header), while a long list of files does not hold a decoder per file. */
+    if (!kept) { util_err_set(&err, "out of memory"); goto done; }
     for (int i = 0; i < n; i++) {
         if (!(r = tsz_reader_open(files[i], &err))) goto done;
         if (i == 0 ? tsz_attrs_copy(&attrs, tsz_reader_attrs(r)) < 0
@@ -283,7 +286,8 @@ static int cmd_cat(int argc, char **argv)
             if (i == 0) util_err_set(&err, "out of memory");
             goto done;
         }
-        if (strcmp(files[i], "-") == 0) in_stdin = r;
+        struct stat st;
+        if (strcmp(files[i], "-") == 0 || stat(files[i], &st) != 0 || !S_ISREG(st.st_mode)) kept[i] = r;
         else tsz_reader_close(r);
         r = NULL;
     }
@@ -292,7 +296,7 @@ static int cmd_cat(int argc, char **argv)
      * total only shows at its end. */
     if (!(w = tsz_writer_open(o.output, &attrs, -1, &o.w, &err))) goto done;
     for (int i = 0; i < n; i++) {
-        if (strcmp(files[i], "-") == 0) { r = in_stdin; in_stdin = NULL; }
+        if (kept[i]) { r = kept[i]; kept[i] = NULL; }
         else if (!(r = tsz_reader_open(files[i], &err))) goto done;
         if (copy_records(r, w, &buf, &cap, &err) < 0) goto done;
         tsz_reader_close(r);
@@ -303,7 +307,8 @@ static int cmd_cat(int argc, char **argv)
 done:
     if (rc) util_report(&err);
     tsz_reader_close(r);
-    tsz_reader_close(in_stdin);
+    for (int i = 0; kept && i < n; i++) tsz_reader_close(kept[i]);
+    free(kept);
     tsz_writer_close(w);
     tsz_attrs_free(&attrs);
     free(buf);
@@ -842,10 +847,10 @@ static int cmd_npy(int argc, char **argv)
             while (*base == '/') base++;
             snprintf(name, sizeof name, "%s.npy", base);
             int added = *base ? nameset_add(&used, name) : 0;
-            while (added == 0) {  /* empty or repeated: make it unique with the record index */
-                snprintf(name, sizeof name, "%s#%lld.npy", base, (long long)index);
+            for (int k = 0; added == 0; k++) {  /* empty or repeated: make it unique with the index */
+                if (k == 0) snprintf(name, sizeof name, "%s#%lld.npy", base, (long long)index);
+                else snprintf(name, sizeof name, "%s#%lld.%d.npy", base, (long long)index, k);
                 added = nameset_add(&used, name);
-                index += 1000000000000ll;  /* only if "NAME#INDEX" itself was a record name */
             }
             if (added < 0) { util_err_set(&err, "out of memory"); goto done; }
             char hdr[1024];
@@ -887,7 +892,7 @@ done:
 static const char from_npy_help[] =
     "Usage: tsz from-npy [OPTION]... [FILE.npy]...\n"
     "Make a TSZ stream with one record per NumPy .npy FILE (default: stdin), named after the file\n"
-    "without its directory and .npy.  Supported dtypes: float16/32/64, int8/16/32/64, uint8/16 and\n"
+    "without its directory and .npy (standard input: an empty name).  Supported dtypes: float16/32/64, int8/16/32/64, uint8/16 and\n"
     "bool (stored as u8), either byte order, C or Fortran order.\n"
     "      --name=NAME      the record's name (one FILE only)\n"
     "      --label=N        label of every record (default -1: unlabelled)\n"

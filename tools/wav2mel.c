@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -422,7 +423,8 @@ static void usage(void)
 {
     printf(
         "Usage: wav2mel [OPTION]... FILE...\n"
-        "  or:  wav2mel [OPTION]... --list=LIST | --esc50=DIR | --esc10=DIR | --urbansound8k=DIR | --gtzan=DIR\n"
+        "  or:  wav2mel [OPTION]... --list=LIST | --esc50=DIR | --esc10=DIR\n"
+        "                           | --urbansound8k=DIR | --gtzan=DIR\n"
         "Write the log-mel spectrogram of each audio file (any format libsox reads) as one record\n"
         "(channels x mels x frames, f32) of a TSZ stream, in input order.\n"
         "\nInput:\n"
@@ -451,7 +453,7 @@ static void usage(void)
         "      --mel-scale=S       htk or slaney\n"
         "      --mel-norm=S        none or slaney (triangle area 1)\n"
         "      --center=MODE       reflect (torchaudio), zero (librosa) or none\n"
-        "      --power=P           2 (power) or 1 (magnitude)\n"
+        "      --power=P           2 (power), 1 (magnitude), any P in (0, 4]\n"
         "      --log=L             ln (log(x + eps)), db (power_to_db) or none\n"
         "      --eps=E             ln offset (default 1e-6)\n"
         "      --ref=R             dB reference, a number or 'max' (default 1)\n"
@@ -526,14 +528,14 @@ static void parse_args(int argc, char **argv, opts *o)
         case O_SCALE: o->scale = pick("--mel-scale", optarg, scales); o->set_scale = 1; break;
         case O_NORM: o->norm = pick("--mel-norm", optarg, norms); o->set_norm = 1; break;
         case O_CENTER: o->center = pick("--center", optarg, centers); o->set_center = 1; break;
-        case O_POWER: o->power = util_opt_double("--power", optarg, 1e-3, 16); o->set_power = 1; break;
+        case O_POWER: o->power = util_opt_double("--power", optarg, 1e-3, 4); o->set_power = 1; break;
         case O_LOG: o->log = pick("--log", optarg, logs); o->set_log = 1; break;
-        case O_EPS: o->eps = util_opt_double("--eps", optarg, 1e-30, 1e10); o->set_eps = 1; break;
+        case O_EPS: o->eps = util_opt_double("--eps", optarg, 1e-37, 1e30); o->set_eps = 1; break;
         case O_REF:
             if (strcmp(optarg, "max") != 0) util_opt_double("--ref", optarg, 1e-30, 1e30);
             o->ref = optarg;
             break;
-        case O_AMIN: o->amin = util_opt_double("--amin", optarg, 1e-30, 1e10); o->set_amin = 1; break;
+        case O_AMIN: o->amin = util_opt_double("--amin", optarg, 1e-37, 1e30); o->set_amin = 1; break;
         case O_TOPDB: o->top_db = util_opt_double("--top-db", optarg, 0, 1000); o->set_top_db = 1; break;
         case O_WIDTH: o->width = util_opt_long("--width", optarg, 0, 1000000); o->set_width = 1; break;
         case O_NOAA: o->no_aa = 1; break;
@@ -597,6 +599,9 @@ static void resolve(const opts *o, mel_params *p, double *duration, int *fit)
     if (*duration == 0) *fit = AUDIO_FIT_NONE;
     if (o->set_fit && o->fit != AUDIO_FIT_NONE && *duration == 0) util_usage_error("--fit %s needs --duration", audio_fit_name(o->fit));
     if (p->n_chan > 1 && p->width == 0) util_usage_error("several --channels need --width to stack them");
+    struct util_err e = {0};
+    mel_params q = *p;
+    if (mel_params_resolve(&q, &e) < 0) util_usage_error("%s", e.msg);
 }
 
 static int set_attrs(tsz_attrs *a, const mel_params *p, const opts *o, double duration, int fit, char quality,
@@ -653,17 +658,32 @@ static int set_attrs(tsz_attrs *a, const mel_params *p, const opts *o, double du
 static volatile sig_atomic_t got_signal;
 static void on_signal(int s) { got_signal = s; }
 
+/* Per-thread decoding and transform space. */
 typedef struct {
-    float *x, *out;
-    int64_t xcap, ocap;
+    float *x;
+    int64_t xcap;
     mel_work *w;
 } worker;
 
-/* Decode, fit and transform one clip into wk->out.  0 or -1. */
+/* Finished clips wait in a ring of slots until every earlier clip is written: item i uses slot
+ * i % n_slots.  Whichever thread finds the next slot in order ready writes it (and any ready ones
+ * after it), so no thread idles waiting for its turn; waits block on a condition variable
+ * instead of spinning, which matters on a busy machine. */
+enum { SLOT_FREE = 0, SLOT_OK, SLOT_BAD, SLOT_FATAL };   /* BAD: the input; FATAL: memory, output */
+typedef struct {
+    int state;
+    float *data;
+    int64_t cap, shape[3];
+    struct util_err err;
+} slot;
+
+/* Decode, fit and transform one clip into sl.  0, -1 for a bad input file, -2 for a failure
+ * that is not the input's (memory, writing a PNG). */
 static int do_clip(const item *it, const mel_plan *m, const audio_opts *ao, int64_t target, int fit, const char *png,
-                   worker *wk, int64_t shape[3], struct util_err *err)
+                   worker *wk, slot *sl)
 {
-    int64_t n;
+    int64_t n, *shape = sl->shape;
+    struct util_err *err = &sl->err;
     if (audio_load(it->path, ao, &wk->x, &wk->xcap, &n, err) < 0) return -1;
     if (fit != AUDIO_FIT_NONE && audio_fit(&wk->x, &wk->xcap, &n, target, (enum audio_fit)fit, err) < 0) return -1;
     if (mel_out_shape(m, n, shape, err) < 0) {
@@ -672,30 +692,35 @@ static int do_clip(const item *it, const mel_plan *m, const audio_opts *ao, int6
         return util_err_set(err, "%s: %s", it->path, tmp);
     }
     int64_t total = shape[0] * shape[1] * shape[2];
-    if (total > wk->ocap) {
-        float *no = realloc(wk->out, (size_t)total * sizeof(float));
-        if (!no) return util_err_set(err, "%s: out of memory", it->path);
-        wk->out = no;
-        wk->ocap = total;
+    if (total > sl->cap) {
+        float *no = realloc(sl->data, (size_t)total * sizeof(float));
+        if (!no) {
+            util_err_set(err, "%s: out of memory", it->path);
+            return -2;
+        }
+        sl->data = no;
+        sl->cap = total;
     }
-    if (mel_compute(m, wk->w, wk->x, n, wk->out, wk->ocap, err) < 0) {
+    if (mel_compute(m, wk->w, wk->x, n, sl->data, sl->cap, err) < 0) {   /* only memory can fail here */
         char tmp[sizeof err->msg];
         snprintf(tmp, sizeof tmp, "%s", err->msg);
-        return util_err_set(err, "%s: %s", it->path, tmp);
+        util_err_set(err, "%s: %s", it->path, tmp);
+        return -2;
     }
     if (png) {
-        float lo = wk->out[0], hi = wk->out[0];
+        const float *v = sl->data;
+        float lo = v[0], hi = v[0];
         for (int64_t i = 1; i < total; i++) {
-            lo = wk->out[i] < lo ? wk->out[i] : lo;
-            hi = wk->out[i] > hi ? wk->out[i] : hi;
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
         }
         char name[TSZ_MAX_NAME + 1], path[8192];
         snprintf(name, sizeof name, "%s", it->name);
         for (char *s = name; *s; s++)
             if (*s == '/') *s = '_';
         snprintf(path, sizeof path, "%s/%s.png", png, name[0] ? name : "_");
-        if (plot_heatmap_png(wk->out, (int)(shape[0] * shape[1]), (int)shape[2], lo, hi > lo ? hi : lo + 1, 1, 1, path, err) < 0)
-            return -1;
+        if (plot_heatmap_png(v, (int)(shape[0] * shape[1]), (int)shape[2], lo, hi > lo ? hi : lo + 1, 1, 1, path, err) < 0)
+            return -2;
     }
     return 0;
 }
@@ -782,51 +807,74 @@ int main(int argc, char **argv)
     int nt = o.threads > 0 ? o.threads : util_ncpu();
     if (nt > L.n) nt = (int)L.n;
     if (nt < 1) nt = 1;
-    int failed = 0;
-    int64_t skipped = 0, done_n = 0;
+    int failed = 0, writing = 0, n_slots = 2 * nt;
+    int64_t skipped = 0, done_n = 0, next_item = 0, next_write = 0;
+    slot *slots = calloc((size_t)n_slots, sizeof *slots);
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    if (!slots) {
+        util_err_set(&err, "out of memory");
+        goto done;
+    }
     util_progress prog;
     util_progress_start(&prog, "clips", L.n, o.verbose);
 #pragma omp parallel num_threads(nt)
     {
         worker wk = { 0 };
-        struct util_err e = {0};
-        wk.w = mel_work_create(m, &e);
-#pragma omp for ordered schedule(dynamic, 1)
-        for (int64_t i = 0; i < L.n; i++) {
-            int64_t shape[3];
-            int st, stop;
-#pragma omp atomic read
-            stop = failed;
-            stop |= got_signal != 0;
-            if (stop) st = 1;
-            else if (!wk.w) st = -1;
-            else st = do_clip(&L.v[i], m, &ao, target, fit, o.png, &wk, shape, &e);
-#pragma omp ordered
-            {
-                int f;
-#pragma omp atomic read
-                f = failed;
-                if (!f && st == 0 && !got_signal) {
-                    if (tsz_write_f32(out, L.v[i].name, L.v[i].label, L.v[i].fold, 3, shape, wk.out, &e) < 0) st = -2;
-                }
-                if (!f && st < 0) {
-                    if (st == -1 && o.skip_bad) {
-                        fprintf(stderr, "%s: %s (skipped)\n", util_progname(), e.msg);
+        struct util_err werr = {0};
+        wk.w = mel_work_create(m, &werr);
+        pthread_mutex_lock(&mu);
+        for (;;) {
+            /* take the next item once its slot has been written out */
+            while (!failed && !got_signal && next_item < L.n && next_item >= next_write + n_slots)
+                pthread_cond_wait(&cv, &mu);
+            if (failed || got_signal || next_item >= L.n) break;
+            int64_t i = next_item++;
+            slot *sl = &slots[i % n_slots];
+            pthread_mutex_unlock(&mu);
+            int st = -2;
+            if (wk.w) st = do_clip(&L.v[i], m, &ao, target, fit, o.png, &wk, sl);
+            else sl->err = werr;
+            pthread_mutex_lock(&mu);
+            sl->state = st == 0 ? SLOT_OK : st == -1 ? SLOT_BAD : SLOT_FATAL;
+            if (writing) continue;   /* the thread writing will reach this slot */
+            writing = 1;
+            while (next_write < L.n && slots[next_write % n_slots].state != SLOT_FREE) {
+                int64_t k = next_write;
+                slot *ws = &slots[k % n_slots];
+                int bad = 0;
+                pthread_mutex_unlock(&mu);
+                /* only the thread holding `writing` gets here: the stream, the counters and
+                 * err are its alone */
+                if (!failed && !got_signal) {
+                    if (ws->state == SLOT_OK) {
+                        if (tsz_write_f32(out, L.v[k].name, L.v[k].label, L.v[k].fold, 3, ws->shape, ws->data, &err) < 0)
+                            bad = 1;
+                    } else if (ws->state == SLOT_BAD && o.skip_bad) {
+                        fprintf(stderr, "%s: %s (skipped)\n", util_progname(), ws->err.msg);
                         skipped++;
                     } else {
-                        err = e;
-#pragma omp atomic write
-                        failed = 1;
+                        err = ws->err;
+                        bad = 1;
                     }
                 }
                 done_n++;
                 util_progress_update(&prog, done_n, NULL);
+                pthread_mutex_lock(&mu);
+                if (bad) failed = 1;
+                ws->state = SLOT_FREE;
+                next_write++;
+                pthread_cond_broadcast(&cv);
             }
+            writing = 0;
         }
+        pthread_cond_broadcast(&cv);
+        pthread_mutex_unlock(&mu);
         mel_work_free(wk.w);
         free(wk.x);
-        free(wk.out);
     }
+    for (int k = 0; k < n_slots; k++) free(slots[k].data);
+    free(slots);
     if (got_signal) {
         util_err_set(&err, "interrupted by signal %d", (int)got_signal);
         goto done;

@@ -3,8 +3,8 @@
 # (fuzz_safetensors, fuzz_pickle) with clang -fsanitize=fuzzer,address,undefined from only the sources
 # they need (lib/weights*.c, lib/tsz.c, lib/util.c), seed them (each target's LLVMFuzzerInitialize
 # writes seeds into $FUZZ_SEED_DIR), and run each for SECONDS (default 60; 0 builds only) with JOBS
-# parallel workers (default 1).  Corpora and crashes go to build-fuzz/weights/.  The same targets
-# also run under `make fuzz` (tests/fuzz/run.sh), which links them against all of lib/.
+# parallel workers (default 1).  Corpora and crashes go to build-fuzz/weights/ (or $FUZZ_OUT).
+# The same targets also run under `make fuzz` (tests/fuzz/run.sh), which links them against all of lib/.
 # Exit status: 0 no crash, 1 a crash or build failure.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,7 +12,7 @@ cd "$ROOT" || exit 1
 SECS=${1:-60}
 JOBS=${2:-1}
 CC=${FUZZ_CC:-clang}
-OUT=build-fuzz/weights
+OUT=${FUZZ_OUT:-build-fuzz/weights}
 PKGS="libzstd jansson libzip"
 export EARSIGHT_SHARED="${EARSIGHT_SHARED:-$ROOT/../shared}"
 CFLAGS="-std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -g -O1 -fno-omit-frame-pointer -Iinclude

@@ -1,0 +1,135 @@
+/* simclr.h: contrastive pre-training (SimCLR, Chen et al. 2020) on the nn engine.  A pair stream (two
+ * consecutive views of each image, as augment --views 2 writes them) is read by a thread of its own
+ * into a small queue of batches; a step forwards both views as one batch of 2B images, takes NT-Xent on
+ * the projections and back-propagates; the optimiser update is a separate call so that a data-parallel
+ * wrapper can reduce the gradients in between.  A k-NN monitor (Wu et al. 2018) measures the encoder's
+ * pooled features on labelled streams.  simclr_train is the whole run behind simclr-train(1):
+ * schedule planned from the stream header, TSV log, curves, checkpoints with the stream position and a
+ * resume that ends with the same bytes as an uninterrupted run. */
+#ifndef EARSIGHT_SIMCLR_H
+#define EARSIGHT_SIMCLR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn.h"
+#include "train.h"
+#include "tsz.h"
+#include "util.h"
+
+/* ---------------------------------------------------------------- the pair stream ---- */
+
+/* What the stream header and its first record say. */
+typedef struct {
+    int c, h, w;           /* view geometry, from the first record (2-D records are 1 x H x W) */
+    int64_t start;         /* run index of the stream's first record (augment_start; 0 if absent) */
+    int64_t total;         /* records of the whole run: start + the declared count (else records_total) */
+    int epochs;            /* augment_epochs (0 when the stream does not say) */
+} simclr_stream_info;
+
+typedef struct simclr_stream simclr_stream;
+/* Open path ("-" is stdin), read the header and the first record's description.  A stream that declares
+ * no record count (and has no records_total attribute), or says augment_views other than 2, is refused.
+ * NULL on failure. */
+simclr_stream *simclr_stream_open(const char *path, struct util_err *err);
+const simclr_stream_info *simclr_stream_get_info(const simclr_stream *s);
+const tsz_attrs *simclr_stream_attrs(const simclr_stream *s);
+/* Start the reader thread: skip the records before run index `from` (>= info.start, even), then fill
+ * n_batches batches of `batch` pairs into a queue of `depth` (>= 2) buffers, then read the rest of the
+ * stream (pairs too few to fill a batch are checked and dropped) up to its end marker.  Every record
+ * must have the first one's geometry and the two records of a pair the same name; u8 values are scaled
+ * by 1/255 (img2tensor --u8), other dtypes are converted to f32.  0 or -1 (memory, threads). */
+int simclr_stream_start(simclr_stream *s, int64_t from, int batch, int64_t n_batches, int depth,
+                        struct util_err *err);
+/* The next batch, (2 batch, c, h, w): rows 0..B-1 are the first views, rows B..2B-1 the second views in
+ * the same order (the layout nn_loss_ntxent expects).  Owned by the stream, valid until
+ * simclr_stream_release.  NULL when the stream failed before completing this batch: err names the file
+ * and the record ("FILE: record N: ..."). */
+const float *simclr_stream_next(simclr_stream *s, struct util_err *err);
+void simclr_stream_release(simclr_stream *s);
+/* After the last batch: wait for the reader to check the rest of the stream.  0 or -1. */
+int simclr_stream_finish(simclr_stream *s, struct util_err *err);
+/* Seconds simclr_stream_next spent waiting for the reader. */
+double simclr_stream_wait_seconds(const simclr_stream *s);
+/* Stop the reader and free everything (NULL is fine).  A reader blocked on a producer that sends
+ * nothing more is left behind after a second (the process is about to exit) rather than waited for. */
+void simclr_stream_close(simclr_stream *s);
+
+/* ---------------------------------------------------------------- the training step ---- */
+
+typedef struct {
+    nn_model *m;
+    nn_ws *ws;             /* for 2 batch views */
+    nn_optim *opt;
+    int batch, h, w;       /* pairs per step, view size */
+    float temperature;
+    float *dz;             /* (2 batch, head_out) */
+    float *work;           /* nn_ntxent_work_floats */
+} simclr_trainer;
+/* Trainer for m (which must have a projection head) with the optimiser oo.  NULL on failure. */
+simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int batch, int h, int w,
+                                      float temperature, struct util_err *err);
+void simclr_trainer_free(simclr_trainer *t);   /* NULL is fine; m is the caller's */
+/* Zero the gradients, forward x (2 batch, c, h, w; see simclr_stream_next) in train mode, NT-Xent,
+ * backward: m->grads then hold d(loss)/d(parameters).  Returns the loss (NaN/Inf passed through);
+ * *n_correct (unless NULL) = views whose most similar other view is their partner.  x must stay
+ * unchanged until this returns. */
+double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct);
+/* One optimiser update with learning rate lr (after any allreduce of m->grads). */
+void simclr_update(simclr_trainer *t, double lr);
+
+/* ---------------------------------------------------------------- k-NN monitor ---- */
+
+/* Weighted k-NN classification as Wu et al. (2018): features L2-normalised, the k most cosine-similar
+ * training examples vote for their class with weight exp(similarity / t).  ftrain (n_train, d) and fval
+ * (n_val, d) must already be normalised.  Returns the share of val examples whose class wins (ties go
+ * to the lower class).  sims: scratch of min(n_val, 256) * n_train floats. */
+double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
+                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t, float *sims);
+
+typedef struct {
+    train_data train, val;
+    int n_classes;
+    nn_ws *ws;             /* eval workspace for the k-NN images */
+    int batch;
+    float *x, *ftrain, *fval, *sims;
+} simclr_knn;
+/* Load both labelled streams (same C x H x W; 1-channel images are repeated on 3 channels for a
+ * 3-channel model) and allocate what an evaluation of m needs.  0 or -1. */
+int simclr_knn_open(simclr_knn *k, const nn_model *m, const char *train_path, const char *val_path,
+                    struct util_err *err);
+void simclr_knn_close(simclr_knn *k);
+/* k-NN accuracy (k = 200, t = 0.07) of m's pooled features in eval mode. */
+double simclr_knn_eval(simclr_knn *k, nn_model *m);
+
+/* ---------------------------------------------------------------- the whole run ---- */
+
+typedef struct {
+    const char *input;       /* pair stream ("-" stdin) */
+    const char *output;      /* final model ("-" stdout) */
+    nn_config cfg;           /* arch, width, stem, head_layers/hidden/out; in_ch comes from the stream */
+    nn_optim_opts optim;     /* kind, weight decay, momentum, trust, decay_bn_bias */
+    double lr;               /* base learning rate; the schedule peaks at lr * batch / 256 */
+    float temperature;
+    int batch;               /* pairs per step */
+    double warmup;           /* epochs of linear warm-up (< 0: 10, or a tenth of a shorter run) */
+    int epochs;              /* 0: the stream's augment_epochs, else 1 */
+    uint64_t seed;           /* initialisation */
+    const char *log, *curves;
+    const char *knn_train, *knn_val;
+    int knn_every;           /* epochs between k-NN evaluations (also before training and at the end) */
+    const char *ckpt;        /* NULL: no checkpoints */
+    int64_t ckpt_every;      /* steps between checkpoints (0: one epoch's worth) */
+    int resume, keep_ckpt;
+    int queue;               /* batches in the reader's queue (>= 2) */
+    int verbose;
+    int argc;                /* the command line, for the history attribute (--resume left out) */
+    char **argv;
+} simclr_opts;
+void simclr_opts_default(simclr_opts *o);
+
+/* Train and save.  Errors name the file and record (stream) or step (non-finite loss) and say which
+ * checkpoint is kept.  0 or -1. */
+int simclr_train(const simclr_opts *o, struct util_err *err);
+
+#endif
