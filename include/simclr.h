@@ -110,7 +110,7 @@ typedef struct {
     nn_config cfg;           /* arch, width, stem, head_layers/hidden/out; in_ch comes from the stream */
     nn_optim_opts optim;     /* kind, weight decay, momentum, trust, decay_bn_bias */
     double lr;               /* base learning rate; the schedule peaks at lr * batch / 256 */
-    float temperature;
+    double temperature;      /* NT-Xent temperature (0.5) */
     int batch;               /* pairs per step */
     double warmup;           /* epochs of linear warm-up (< 0: 10, or a tenth of a shorter run) */
     int epochs;              /* 0: the stream's augment_epochs, else 1 */

@@ -108,6 +108,12 @@ int tszutil_npy_read_header(FILE *f, const char *path, tszutil_npy_info *info, s
 int tszutil_npy_read_data(FILE *f, const char *path, const tszutil_npy_info *info, void **buf,
                           struct util_err *err);
 
+/* Whole .npy images (header + data, malloc'd; *size set) of a 1-D int32 array and of a NumPy unicode
+ * array '<U{longest}' of n strings (UTF-8 decoded; a byte that is not valid UTF-8 stands for itself,
+ * as Latin-1).  NULL when out of memory. */
+void *tszutil_npy_i32(const int32_t *v, int64_t n, size_t *size);
+void *tszutil_npy_unicode(char *const *s, int64_t n, size_t *size);
+
 /* ---- stored zip archives (.npz) written front to back, so stdout works ----
  * Members are stored without compression (as numpy.savez does), dated 1980-01-01 so that the same
  * input gives the same bytes; ZIP64 records are used only where sizes or offsets need them. */

@@ -14,9 +14,10 @@
 
 #include <sox.h>
 
-/* libsox keeps global state in its format detection and plug-in loading, so opening and closing
- * files is serialised; sox_read and the effects run in parallel (libsox is built with OpenMP
- * locks around its shared FFT cache, which the rate effect uses). */
+/* libsox keeps global state in its format detection, plug-in loading and effect tables, so
+ * opening, closing and setting up effects chains are serialised; sox_read and the flow of the
+ * effects run in parallel (libsox is built with OpenMP locks around the FFT cache that the rate
+ * effect shares). */
 static pthread_mutex_t open_lock = PTHREAD_MUTEX_INITIALIZER;
 static int sox_ready;
 
@@ -187,27 +188,32 @@ int audio_load(const char *path, const audio_opts *o, float **x, int64_t *cap, i
     sox_encodinginfo_t out_enc = in->encoding;
     out_enc.encoding = SOX_ENCODING_SIGN2;
     out_enc.bits_per_sample = 32;
-    chain = sox_create_effects_chain(&in->encoding, &out_enc);
     char *in_arg[1] = { (char *)in };
     char qarg[3] = { '-', o->quality ? o->quality : 'h', 0 };
     char *rate_arg[1] = { qarg };
-    if (!chain || add_effect(chain, "input", 1, in_arg, &interm, &in->signal) < 0 ||
-        (in->signal.channels > 1 && add_effect(chain, "channels", 0, NULL, &interm, &out) < 0) ||
-        (in->signal.rate != (double)o->rate && add_effect(chain, "rate", 1, rate_arg, &interm, &out) < 0)) {
+    /* Setting up the chain is serialised as well: sox_find_effect rewrites static handler
+     * tables and the effects' start functions touch shared state (helgrind shows both). */
+    pthread_mutex_lock(&open_lock);
+    chain = sox_create_effects_chain(&in->encoding, &out_enc);
+    int ok = chain && add_effect(chain, "input", 1, in_arg, &interm, &in->signal) == 0 &&
+             (in->signal.channels == 1 || add_effect(chain, "channels", 0, NULL, &interm, &out) == 0) &&
+             (in->signal.rate == (double)o->rate || add_effect(chain, "rate", 1, rate_arg, &interm, &out) == 0);
+    if (ok) {
+        sox_effect_t *e = sox_create_effect(&sink_handler);
+        if (e) {
+            *(struct sink **)e->priv = &s;
+            if (sox_add_effect(chain, e, &interm, &interm) != SOX_SUCCESS) {
+                free(e->priv);
+                ok = 0;
+            }
+            free(e);
+        } else {
+            ok = 0;
+        }
+    }
+    pthread_mutex_unlock(&open_lock);
+    if (!ok) {
         util_err_set(err, "%s: cannot set up the SoX effects chain%s%s", path, sox_msg[0] ? ": " : "", sox_msg);
-        goto done;
-    }
-    sox_effect_t *e = sox_create_effect(&sink_handler);
-    if (!e) {
-        util_err_set(err, "%s: out of memory", path);
-        goto done;
-    }
-    *(struct sink **)e->priv = &s;
-    int added = sox_add_effect(chain, e, &interm, &interm) == SOX_SUCCESS;
-    if (!added) free(e->priv);
-    free(e);
-    if (!added) {
-        util_err_set(err, "%s: cannot set up the SoX effects chain", path);
         goto done;
     }
     sox_flow_effects(chain, NULL, NULL);
@@ -233,8 +239,8 @@ check:
     *n = s.n;
     rc = 0;
 done:
-    if (chain) sox_delete_effects_chain(chain);
     pthread_mutex_lock(&open_lock);
+    if (chain) sox_delete_effects_chain(chain);
     sox_close(in);
     pthread_mutex_unlock(&open_lock);
     return rc;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -559,7 +560,7 @@ void simclr_opts_default(simclr_opts *o)
     nn_optim_opts_default(&o->optim, NN_OPT_LARS);
     o->optim.weight_decay = 1e-6;
     o->lr = 0.3;
-    o->temperature = 0.5f;
+    o->temperature = 0.5;
     o->batch = 256;
     o->warmup = -1;
     o->seed = 1;
@@ -669,6 +670,16 @@ static void add_kept(struct util_err *err, const char *ckpt, int64_t step)
 
 static void fmt_exact(char *buf, size_t cap, double v) { snprintf(buf, cap, "%.17g", v); }
 
+/* The shortest %g text that reads back as v (for the fingerprint a user may see in a message). */
+static const char *fmt_short(char *buf, size_t cap, double v)
+{
+    for (int p = 6; p <= 17; p++) {
+        snprintf(buf, cap, "%.*g", p, v);
+        if (strtod(buf, NULL) == v) break;
+    }
+    return buf;
+}
+
 enum { COL_EPOCH, COL_STEP, COL_LOSS, COL_ACC, COL_LR, COL_RATE, COL_WAIT, COL_KNN, COL_SECS, N_COLS };
 static const char *const log_cols[N_COLS] = {"epoch", "step", "loss", "contrastive_acc", "lr",
                                              "pairs_per_s", "wait_frac", "knn_acc", "seconds"};
@@ -726,7 +737,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             goto done;
         }
         nn_model_init(m, o->seed);
-        if (!(tr = simclr_trainer_create(m, &o->optim, B, in->h, in->w, o->temperature, &e2))) {
+        if (!(tr = simclr_trainer_create(m, &o->optim, B, in->h, in->w, (float)o->temperature, &e2))) {
             util_err_set(err, "%s: %s", path, e2.msg);
             goto done;
         }
@@ -738,14 +749,17 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         have_knn = 1;
     }
     if (train_log_init(&log, log_cols, N_COLS, err) < 0) goto done;
-    snprintf(fp, sizeof fp,
-             "arch=%s width=%d stem=%d input=%dx%dx%d head=%d/%d/%d temperature=%.9g batch=%d optimizer=%s "
-             "lr=%.17g wd=%.17g momentum=%.17g trust=%.17g decay_bn_bias=%d warmup_steps=%lld epochs=%d records=%lld "
-             "seed=%llu",
-             cfg.arch, cfg.width, cfg.stem, in->c, in->h, in->w, cfg.head_layers, cfg.head_hidden, cfg.head_out,
-             o->temperature, B, nn_optim_name(o->optim.kind), o->lr, o->optim.weight_decay, o->optim.momentum,
-             o->optim.trust, o->optim.decay_bn_bias, (long long)W, E, (long long)in->total,
-             (unsigned long long)o->seed);
+    {
+        char f[5][32];
+        snprintf(fp, sizeof fp,
+                 "arch=%s width=%d stem=%s input=%dx%dx%d head=%d/%d/%d temperature=%s batch=%d optimizer=%s lr=%s wd=%s "
+                 "momentum=%s trust=%s decay_bn_bias=%d warmup_steps=%lld epochs=%d records=%lld seed=%llu",
+                 cfg.arch, cfg.width, cfg.stem == NN_STEM_SMALL ? "small" : "imagenet", in->c, in->h, in->w,
+                 cfg.head_layers, cfg.head_hidden, cfg.head_out, fmt_short(f[0], 32, o->temperature), B,
+                 nn_optim_name(o->optim.kind), fmt_short(f[1], 32, o->lr), fmt_short(f[2], 32, o->optim.weight_decay),
+                 fmt_short(f[3], 32, o->optim.momentum), fmt_short(f[4], 32, o->optim.trust), o->optim.decay_bn_bias,
+                 (long long)W, E, (long long)in->total, (unsigned long long)o->seed);
+    }
 
     /* Where the run stands: a checkpoint, or the start. */
     int64_t s0 = 0, epoch_done = 0, ep_steps = 0, ep_correct = 0, ep_views = 0;
@@ -909,9 +923,15 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     {
         const double secs = util_now() - t_run, wt = simclr_stream_wait_seconds(st);
         if (o->verbose) {
-            char t[300];
-            snprintf(t, sizeof t, "%lld steps, %.1f pairs/s, waited on the input %.1f%% of %.1f s", (long long)(S - s0),
-                     secs > 0 ? (double)(S - s0) * B / secs : 0, secs > 0 ? 100 * wt / secs : 0, secs);
+            /* a training step costs about 3 forward passes; 2 views per pair */
+            const double rate = secs > 0 ? (double)(S - s0) * B / secs : 0;
+            const double gf = 3.0 * 2.0 * nn_model_flops(m, in->h, in->w) * rate / 1e9;
+            struct rusage ru;
+            getrusage(RUSAGE_SELF, &ru);
+            char t[400];
+            snprintf(t, sizeof t, "%lld steps, %.1f pairs/s, %.1f GFLOP/s, waited on the input %.1f%% of %.1f s, "
+                     "peak RSS %.0f MiB", (long long)(S - s0), rate, gf, secs > 0 ? 100 * wt / secs : 0, secs,
+                     ru.ru_maxrss / 1024.0);
             prog_line(&prog, t);
         }
         /* deterministic results only: the file must not depend on timing or on being resumed */
@@ -919,7 +939,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         for (int r = log.n_rows - 1; r >= 0 && !last; r--)
             if (log.v[(size_t)r * N_COLS + COL_EPOCH] > 0) last = log.v + (size_t)r * N_COLS;
         char b[4][40];
-        snprintf(b[0], 40, "%.9g", o->temperature);
+        fmt_short(b[0], 40, o->temperature);
         snprintf(b[1], 40, "%.6f", last ? last[COL_LOSS] : NAN);
         snprintf(b[2], 40, "%.6f", last ? last[COL_ACC] : NAN);
         if (tsz_attrs_setf(&mattrs, "steps", "%lld", (long long)S) < 0 ||

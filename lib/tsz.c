@@ -778,7 +778,7 @@ int tsz_read_data(tsz_reader *r, void *buf, size_t cap, struct util_err *err)
     snprintf(what, sizeof what, "the data of '%.200s'", r->cur.name);
     int rc = 0;
     r->in_data = 1;
-    if (r->cur_filter == FILTER_SHUFFLE && es > 1) {
+    if (r->cur_filter == FILTER_SHUFFLE && es > 1 && bytes > 0) {
         if (scratch_reserve(r, bytes, err) < 0 || lread(r, r->scratch, bytes, what, err) < 0) rc = -1;
         else tsz_byte_unshuffle(buf, r->scratch, bytes / es, es);
     } else if (lread(r, buf, bytes, what, err) < 0) {

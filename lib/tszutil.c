@@ -808,6 +808,73 @@ int tszutil_npy_read_data(FILE *f, const char *path, const tszutil_npy_info *inf
     return 0;
 }
 
+/* Append one code point as UTF-32LE. */
+static void put_u32le(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
+
+/* Decode UTF-8 (a byte that is not valid UTF-8 stands for itself, as Latin-1) into code points;
+ * returns how many (at most strlen(s)). */
+static size_t utf8_decode(const char *s, uint32_t *out)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t n = 0;
+    while (*p) {
+        uint32_t c = *p;
+        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        int ok = len > 0;
+        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xc0) == 0x80;
+        if (ok && len > 1) {
+            c &= 0x7f >> len;
+            for (int i = 1; i < len; i++) c = c << 6 | (p[i] & 0x3f);
+            if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+                (c >= 0xd800 && c <= 0xdfff))
+                ok = 0;
+        }
+        if (!ok) { c = *p; len = 1; }
+        out[n++] = c;
+        p += len;
+    }
+    return n;
+}
+
+void *tszutil_npy_unicode(char *const *s, int64_t n, size_t *size)
+{
+    size_t width = 1;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t *tmp = malloc((strlen(s[i]) + 1) * sizeof *tmp);
+        if (!tmp) return NULL;
+        size_t k = utf8_decode(s[i], tmp);
+        free(tmp);
+        if (k > width) width = k;
+    }
+    char descr[32], hdr[1024];
+    snprintf(descr, sizeof descr, "<U%zu", width);
+    size_t hl = tszutil_npy_header(hdr, sizeof hdr, descr, 1, &n);
+    size_t total = hl + (size_t)n * width * 4;
+    uint8_t *img = calloc(total ? total : 1, 1);
+    uint32_t *cp = malloc((width + 1) * sizeof *cp);
+    if (!img || !cp || !hl) { free(img); free(cp); return NULL; }
+    memcpy(img, hdr, hl);
+    for (int64_t i = 0; i < n; i++) {
+        size_t k = utf8_decode(s[i], cp);
+        for (size_t j = 0; j < k; j++) put_u32le(img + hl + ((size_t)i * width + j) * 4, cp[j]);
+    }
+    free(cp);
+    *size = total;
+    return img;
+}
+
+void *tszutil_npy_i32(const int32_t *v, int64_t n, size_t *size)
+{
+    char hdr[256];
+    size_t hl = tszutil_npy_header(hdr, sizeof hdr, "<i4", 1, &n);
+    uint8_t *img = malloc(hl + (size_t)n * 4);
+    if (!img) return NULL;
+    memcpy(img, hdr, hl);
+    memcpy(img + hl, v, (size_t)n * 4);
+    *size = hl + (size_t)n * 4;
+    return img;
+}
+
 /* ---------------------------------------------------------------- CRC-32 (slice-by-8) */
 
 static uint32_t crc_table[8][256];

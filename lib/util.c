@@ -279,10 +279,14 @@ int util_atomic_open(util_atomic_file *af, const char *path, struct util_err *er
         af->fp = stdout;
         return 0;
     }
-    /* An existing device or FIFO (/dev/null, a named pipe) is written in place: renaming a temporary
-     * file over it would replace /dev/null with a regular file for every process on the machine. */
+    /* An existing device or FIFO (/dev/null, a named pipe, /dev/stdout) is written in place: renaming
+     * a temporary file over it would replace /dev/null with a regular file for every process on the
+     * machine.  Through a symbolic link the temporary file goes next to the link's target. */
     struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    char *resolved = lstat(path, &st) == 0 && S_ISLNK(st.st_mode) ? realpath(path, NULL) : NULL;
+    const char *target = resolved ? resolved : path;
+    if (stat(target, &st) == 0 && !S_ISREG(st.st_mode)) {
+        free(resolved);
         if (S_ISDIR(st.st_mode)) return util_err_set(err, "%s: is a directory", path);
         af->fp = fopen(path, "wb");
         if (!af->fp) return util_err_sys(err, "%s", path);
@@ -293,15 +297,16 @@ int util_atomic_open(util_atomic_file *af, const char *path, struct util_err *er
         }
         return 0;
     }
-    size_t n = strlen(path) + 32;
-    af->path = strdup(path);
+    size_t n = strlen(target) + 32;
+    af->path = strdup(target);
+    free(resolved);
     af->tmp_path = malloc(n);
     if (!af->path || !af->tmp_path) {
         free(af->path); free(af->tmp_path);
         af->path = af->tmp_path = NULL;
         return util_err_set(err, "%s: out of memory", path);
     }
-    snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", path);
+    snprintf(af->tmp_path, n, "%s.tmp.XXXXXX", af->path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) {
         util_err_sys(err, "%s: cannot create temporary file", path);

@@ -412,19 +412,22 @@ static void test_resize(void)
     enum { W = 40 };
     float in[2 * W], out[2 * 100];
     for (int i = 0; i < W; i++) in[i] = (float)(3 * i + 1), in[W + i] = 7;
-    /* Halving: PIL's widened triangle gives weights 1/8, 3/8, 3/8, 1/8 in the interior. */
-    mel_resize(out, in, 2, W, W / 2, 1);
+    /* Halving: PIL's widened triangle gives weights 1/8, 3/8, 3/8, 1/8 in the interior (a curved
+     * input, on which a ramp could not tell these weights from 1/2, 1/2). */
+    float sq[2 * W];
+    for (int i = 0; i < W; i++) sq[i] = (float)(i * i % 23), sq[W + i] = 7;
+    mel_resize(out, sq, 2, W, W / 2, 1);
     double worst = 0;
     for (int x = 1; x < W / 2 - 1; x++) {
-        double want = (in[2 * x - 1] + 3 * in[2 * x] + 3 * in[2 * x + 1] + in[2 * x + 2]) / 8.0;
+        double want = (sq[2 * x - 1] + 3 * sq[2 * x] + 3 * sq[2 * x + 1] + sq[2 * x + 2]) / 8.0;
         worst = fmax(worst, fabs(out[x] - want));
     }
     for (int x = 0; x < W / 2; x++) worst = fmax(worst, fabs(out[W / 2 + x] - 7));
     test_check(worst < 1e-5, "resize 40 -> 20 (antialiased): interior weights 1,3,3,1 / 8, constants kept, max err %.2g", worst);
     /* Without antialiasing, halving averages the two nearest inputs. */
-    mel_resize(out, in, 1, W, W / 2, 0);
+    mel_resize(out, sq, 1, W, W / 2, 0);
     worst = 0;
-    for (int x = 0; x < W / 2; x++) worst = fmax(worst, fabs(out[x] - (in[2 * x] + in[2 * x + 1]) / 2.0));
+    for (int x = 0; x < W / 2; x++) worst = fmax(worst, fabs(out[x] - (sq[2 * x] + sq[2 * x + 1]) / 2.0));
     test_check(worst < 1e-5, "resize 40 -> 20 (plain bilinear): mean of the two nearest, max err %.2g", worst);
     /* Enlarging: sample centres (x + 0.5) * in/out - 0.5, linear interpolation in the interior. */
     mel_resize(out, in, 2, W, 100, 1);
@@ -436,6 +439,23 @@ static void test_resize(void)
     test_check(worst < 1e-4, "resize 40 -> 100: a ramp stays the same ramp at half-pixel centres, max err %.2g", worst);
     mel_resize(out, in, 1, W, W, 1);
     test_check(memcmp(out, in, W * sizeof(float)) == 0, "resize to the same width is the identity");
+    /* Golden values from Pillow 9.4.0: Image.fromarray(float32 row).resize((w, 1), BILINEAR),
+     * what torchvision's Resize does to a PIL image; the paper's pipeline shrank 501 frames to
+     * 250 and enlarged 201 and 101 this way. */
+    static const float row[7] = { 0.5f, -1.25f, 3.0f, 2.0f, 7.5f, -4.0f, 1.0f };
+    static const float pil3[3] = { 0.285714298f, 2.9852941f, 0.25f };
+    static const float pil5[5] = { -0.0833333358f, 1.11111116f, 3.18181825f, 2.38888884f, -0.666666687f };
+    static const float pil11[11] = { 0.5f, -0.295454532f, -0.863636374f, 1.84090912f, 2.63636374f, 2.0f,
+                                     5.5f, 4.36363649f, -2.9545455f, -1.27272725f, 1.0f };
+    float o3[3], o5[5], o11[11];
+    mel_resize(o3, row, 1, 7, 3, 1);
+    mel_resize(o5, row, 1, 7, 5, 1);
+    mel_resize(o11, row, 1, 7, 11, 1);
+    worst = 0;
+    for (int i = 0; i < 3; i++) worst = fmax(worst, fabs(o3[i] - pil3[i]));
+    for (int i = 0; i < 5; i++) worst = fmax(worst, fabs(o5[i] - pil5[i]));
+    for (int i = 0; i < 11; i++) worst = fmax(worst, fabs(o11[i] - pil11[i]));
+    test_check(worst < 1e-6, "resize 7 -> 3, 5, 11 matches Pillow's bilinear resize, max err %.2g (tol 1e-6)", worst);
 }
 
 /* ---- determinism across threads ---- */

@@ -7,18 +7,24 @@
 # data script is checked when the media packages are installed, and demo.mk runs with tiny settings.
 . "$EARSIGHT_ROOT/tests/lib.sh"
 P=$EARSIGHT_ROOT/pipelines
-BIN=$EARSIGHT_BIN
 export LC_ALL=C
-# Under the sanitizers everything is ~3x slower: fewer folds where the dataset allows it.
-case $BIN in *-san*) SAN=1 ;; *) SAN=0 ;; esac
+# Under the sanitizers everything is ~3x slower: the -j2 repeat is left out there.
+case $EARSIGHT_BIN in *-san*) SAN=1 ;; *) SAN=0 ;; esac
+# A private copy of the tools: the pipelines depend on the binaries, so a rebuild in the tree while
+# the test runs must not make its results look out of date.
+mkdir -p bin
+for t in "$EARSIGHT_BIN"/*; do [ -x "$t" ] && cp -p "$t" bin/; done
+BIN=$PWD/bin
 
 have_tools() { # have_tools TOOL... : all built?
     for t in "$@"; do [ -x "$BIN/$t" ] || { echo "$t"; return 1; }; done
 }
 is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
-# Tiny everything: width-4 ResNet-18, one epoch, small batches, one thread pair.
+# Tiny everything: width-4 ResNet-18, one epoch, small batches, small spectrograms (each dataset's
+# preset with fewer mels and frames), small images.
 TINY="BIN=$BIN WIDTH=4 EPOCHS=1 LIN_EPOCHS=1 BATCH=8 SEED=3 SIMCLR_EPOCHS=1 SIMCLR_BATCH=8 SIMCLR_SIZE=32 \
 SIMCLR_RESIZE=40 SIMCLR_CROP=40 SUP_EPOCHS=1 SUP_BATCH=8 SUP_RESIZE=40 SUP_CROP=32 TSNE_OPTS=--perplexity=1.5"
+SMALL_MEL="--duration 1 --mels 32 --width 48"
 
 # ---------------------------------------------------------------------------------------------------
 # data
@@ -52,8 +58,8 @@ make_us8k() { # 2 classes x 10 folds x 3 clips
     for f in 1 2 3 4 5 6 7 8 9 10; do mkdir -p "us8k/audio/fold$f"; for c in 0 2; do for t in 0 1 2; do
         name="$((100 + f))$c-$c-$t-$t.wav"
         clip "$c" "$((f + t))" "us8k/audio/fold$f/$name" 0.5 22050 || return 1
-        cl=$(echo "hum x noise" | cut -d' ' -f$((c + 1)))
-        echo "$name,$((100 + f))$c,0.0,0.5,1,$f,$c,$cl" >>us8k/metadata/UrbanSound8K.csv
+        id=$((c / 2)); cl=$(echo "hum noise" | cut -d' ' -f$((id + 1)))
+        echo "$name,$((100 + f))$c,0.0,0.5,1,$f,$id,$cl" >>us8k/metadata/UrbanSound8K.csv
     done; done; done
 }
 make_gtzan() { # 3 genres x 20 clips (two per fold under a 10-fold rule)
@@ -131,22 +137,22 @@ check_table() {
     if [ -z "$miss" ]; then pass "$name: table lists every fold ($folds) and run ($runs)"
     else fail "$name: table misses:$miss"; fi
 }
-# check_noop NAME MAKEARGS...: a second make has nothing to do and changes no file.
+# check_noop NAME MAKECMD...: a second make has nothing to do and changes no file.
 check_noop() {
     name=$1; shift
     touch noop.stamp; sleep 1
-    if make -q "$@" >noop.out 2>&1; then q=0; else q=$?; fi
-    make "$@" >noop2.out 2>&1 || { fail "$name: second make failed: $(tail -3 noop2.out)"; return; }
+    if "$@" -q >noop.out 2>&1; then q=0; else q=$?; fi
+    "$@" >noop2.out 2>&1 || { fail "$name: second make failed: $(tail -3 noop2.out)"; return; }
     changed=$(find . -type f -newer noop.stamp ! -name 'noop*' | head -5)
     if [ "$q" -eq 0 ] && [ -z "$changed" ]; then pass "$name: a second make does nothing"
     else fail "$name: second make not a no-op (make -q status $q; changed: $changed)"; fi
 }
 
-# run_pipeline NAME MAKEFILE ARGS...: make it, report failure with the log tail.
+# run_pipeline NAME MAKECMD...: make it, report failure with the log tail.
 run_pipeline() {
     name=$1; shift
     start=$(date +%s)
-    if make "$@" >"$name.log" 2>&1; then
+    if "$@" >"$name.log" 2>&1; then
         pass "$name: pipeline ran end to end ($(( $(date +%s) - start )) s)"; return 0
     else
         fail "$name: make failed: $(grep -v '^\s*$' "$name.log" | tail -4 | tr '\n' ' ')"; return 1
@@ -174,9 +180,9 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
     else
         skip "esc50: SimCLR runs: tool $m2 not built yet"
     fi
-    A="-f $P/esc50.mk ESC50=esc50 $SIMCLR SUP_IMAGES=sup $TINY"
     # shellcheck disable=SC2086
-    if run_pipeline esc50 $A; then
+    A() { make -f "$P/esc50.mk" ESC50=esc50 $SIMCLR SUP_IMAGES=sup "MEL_OPTS=--preset esc50 $SMALL_MEL" $TINY "$@"; }
+    if run_pipeline esc50 A; then
         check_outputs esc50 results/esc50 work/esc50 "1 2 3 4 5" "$RUNS" "$COMPS"
         check_table esc50 results/esc50/table.md "1 2 3 4 5" "$RUNS"
         for m in work/supervised/encoder.tsz ${SIMCLR:+work/simclr/encoder.tsz}; do
@@ -184,31 +190,26 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
         done
         check "esc50: logits carry the history of the commands that made them" sh -c \
             "'$BIN/tsz' info results/esc50/ft-supervised/fold1.logits.tsz | grep -q 'finetune.*--init'"
-        # shellcheck disable=SC2086
-        check_noop esc50 $A
+        check_noop esc50 A
         # A knob re-runs exactly what depends on it: LIN_EPOCHS touches linear evaluation only.
-        # shellcheck disable=SC2086
-        make -n $A LIN_EPOCHS=2 >knob.out 2>&1
+        A -n LIN_EPOCHS=2 >knob.out 2>&1
         if grep -q 'freeze-backbone' knob.out && ! grep -q -e 'wav2mel' -e 'simclr-train' -e 'tsz select' knob.out &&
            ! grep 'finetune' knob.out | grep -v -q 'freeze-backbone'; then
             pass "esc50: LIN_EPOCHS re-runs linear evaluation and nothing upstream"
         else fail "esc50: LIN_EPOCHS change re-runs the wrong steps: $(grep -c . knob.out) commands"; fi
         # SUP_EPOCHS re-runs supervised pre-training and the runs that use it, nothing else.
-        # shellcheck disable=SC2086
-        make -n $A SUP_EPOCHS=2 >knob2.out 2>&1
+        A -n SUP_EPOCHS=2 >knob2.out 2>&1
         if grep -q 'work/supervised/encoder.tsz work/supervised/images.tsz' knob2.out && ! grep -q 'wav2mel' knob2.out &&
            ! grep 'finetune' knob2.out | grep -q -e 'ft-vanilla' -e 'lin-vanilla' -e 'simclr/fold'; then
             pass "esc50: SUP_EPOCHS re-runs supervised pre-training and its runs only"
         else fail "esc50: SUP_EPOCHS change re-runs the wrong steps"; fi
         # make -n wrote no settings: the tree is still up to date.
-        # shellcheck disable=SC2086
-        if make -q $A; then pass "esc50: make -n with other knobs changes nothing"
+        if A -q; then pass "esc50: make -n with other knobs changes nothing"
         else fail "esc50: make -n with other knobs left the tree out of date"; fi
         # -j2 in a fresh directory must give the same table.
         if [ "$SAN" -eq 0 ]; then
             mkdir -p j2 && cd j2 && ln -s ../esc50 ../imgs ../sup . &&
-            # shellcheck disable=SC2086
-            if make -j2 $A >../esc50-j2.log 2>&1; then
+            if A -j2 >../esc50-j2.log 2>&1; then
                 if cmp -s results/esc50/table.md ../results/esc50/table.md; then
                     pass "esc50: make -j2 and make -j1 give identical tables"
                 else fail "esc50: -j2 table differs from -j1: $(diff ../results/esc50/table.md results/esc50/table.md | head -4 | tr '\n' ' ')"; fi
@@ -228,15 +229,14 @@ if miss=$(have_tools $KFOLD_TOOLS); then
     INIT=""
     [ -f work/simclr/encoder.tsz ] && INIT="SIMCLR_INIT=work/simclr/encoder.tsz"
     FOLDS10="1 2 3 4 5 6 7 8 9 10"
-    A="-f $P/us8k.mk US8K=us8k $INIT $TINY"
     # shellcheck disable=SC2086
-    if run_pipeline us8k $A; then
+    B() { make -f "$P/us8k.mk" US8K=us8k $INIT "MEL_OPTS=--preset us8k $SMALL_MEL" $TINY "$@"; }
+    if run_pipeline us8k B; then
         RUNS="ft-vanilla lin-vanilla"; COMPS=""
         [ -n "$INIT" ] && RUNS="$RUNS ft-simclr lin-simclr" && COMPS="ft-simclr-vs-ft-vanilla lin-simclr-vs-lin-vanilla"
         check_outputs us8k results/us8k work/us8k "$FOLDS10" "$RUNS" "$COMPS"
         check_table us8k results/us8k/table.md "$FOLDS10" "$RUNS"
-        # shellcheck disable=SC2086
-        check_noop us8k $A
+        check_noop us8k B
     fi
 else
     skip "us8k pipeline: tool $miss not built yet"
@@ -247,11 +247,12 @@ fi
 # ---------------------------------------------------------------------------------------------------
 if miss=$(have_tools $KFOLD_TOOLS); then
     make_gtzan || fail "gtzan: could not make data"
-    if run_pipeline gtzan -f "$P/gtzan.mk" GTZAN=gtzan "FOLDS=1 2" $TINY; then
+    # shellcheck disable=SC2086
+    C() { make -f "$P/gtzan.mk" GTZAN=gtzan "FOLDS=1 2" "MEL_OPTS=--preset gtzan $SMALL_MEL" $TINY "$@"; }
+    if run_pipeline gtzan C; then
         check_outputs gtzan results/gtzan work/gtzan "1 2" "ft-vanilla lin-vanilla" ""
         check_table gtzan results/gtzan/table.md "1 2" "ft-vanilla lin-vanilla"
-        # shellcheck disable=SC2086
-        check_noop gtzan -f "$P/gtzan.mk" GTZAN=gtzan "FOLDS=1 2" $TINY
+        check_noop gtzan C
     fi
 else
     skip "gtzan pipeline: tool $miss not built yet"
@@ -272,14 +273,14 @@ if [ -d /usr/share/hydrogen/data/drumkits ] && [ -d /usr/share/sonic-pi/samples 
     if [ -z "$bad" ] && [ "$(wc -l <dd1/classes.txt)" -eq 6 ]; then pass "demo-data: groups never straddle folds, 6 classes in all 5 folds"
     else fail "demo-data: fold split: $bad"; fi
     if miss=$(have_tools $KFOLD_TOOLS $IMG_TOOLS); then
-        A="-f $P/demo.mk $TINY FOLDS=1 CROPS_PER_PHOTO=2 PHOTO_SIDE=64 CROP_SIZE=40 SIMCLR_SIZE=32"
         # shellcheck disable=SC2086
-        if run_pipeline demo $A; then
+        D() { make -f "$P/demo.mk" $TINY FOLDS=1 CROPS_PER_PHOTO=2 PHOTO_SIDE=64 CROP_SIZE=40 SIMCLR_SIZE=32 "$@"; }
+        if run_pipeline demo D; then
             check_outputs demo results/demo work/demo "1" "ft-vanilla ft-simclr lin-vanilla lin-simclr" \
                 "ft-simclr-vs-ft-vanilla lin-simclr-vs-lin-vanilla"
             check_table demo results/demo/table.md "1" "ft-vanilla ft-simclr lin-vanilla lin-simclr"
             touch noop.stamp; sleep 1
-            make $A >demo2.out 2>&1
+            D >demo2.out 2>&1
             changed=$(find results work -type f -newer noop.stamp | head -3)
             if [ -z "$changed" ] && grep -q 'ft-simclr' demo2.out; then pass "demo: second run recomputes nothing and prints the table"
             else fail "demo: second run changed: $changed"; fi

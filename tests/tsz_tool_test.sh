@@ -141,6 +141,11 @@ tsz cat -o fifo z.tsz; wait
 if [ -p fifo ] && [ "$(names fromfifo.tsz | wc -l)" -eq $N ]; then pass "-o FIFO writes through the FIFO and leaves it a FIFO"
 else fail "-o FIFO: $(ls -l fifo) $(names fromfifo.tsz 2>&1 | wc -l) records"; fi
 rm -f fifo
+# -o through a symbolic link: the target is replaced atomically, the link stays a link.
+rm -f target.tsz link.tsz; echo old >target.tsz; ln -s target.tsz link.tsz
+tsz cat -o link.tsz z.tsz
+if [ -L link.tsz ] && [ "$(names target.tsz | wc -l)" -eq $N ]; then pass "-o through a symbolic link writes its target"
+else fail "-o through a symlink: $(ls -l link.tsz target.tsz)"; fi
 # cat reads pipes and FIFOs once (it reopens regular files for the records after merging headers).
 rm -f fifo1 fifo2; mkfifo fifo1 fifo2
 cat z.tsz >fifo1 & cat r.tsz >fifo2 &

@@ -119,6 +119,18 @@ static void test_npy(void)
                "npy header for (128, 501) is numpy's 128 bytes (length field %d)", (unsigned char)h[8]);
 }
 
+static void test_unicode(void)
+{
+    char *names[] = {"ab", "\xc3\xa9", "\xff"};  /* "ab", "é" in UTF-8, a byte that is not UTF-8 */
+    size_t n;
+    uint8_t *img = tszutil_npy_unicode(names, 3, &n);
+    static const uint32_t want[6] = {'a', 'b', 0xe9, 0, 0xff, 0};
+    int ok = img && n == 128 + 24 && memcmp(img + 10, "{'descr': '<U2', 'fortran_order': False, 'shape': (3,), }", 57) == 0 &&
+             memcmp(img + 128, want, sizeof want) == 0;
+    test_check(ok, "names as a NumPy '<U2' array: UTF-32LE code points, invalid UTF-8 bytes kept as Latin-1");
+    free(img);
+}
+
 static void test_stats(void)
 {
     /* Values around 1e6 with small spread, in records of different sizes: a naive sum of squares loses
@@ -204,6 +216,7 @@ int main(void)
     test_zip(0);
     test_zip(1);
     test_npy();
+    test_unicode();
     test_stats();
     test_select();
     test_merge();

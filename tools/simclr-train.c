@@ -103,7 +103,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_PDIM: s->cfg.head_out = (int)util_opt_long("--proj-dim", optarg, 1, 65536); break;
         case O_PLAYERS: s->cfg.head_layers = (int)util_opt_long("--proj-layers", optarg, 2, 3); break;
         case O_PHIDDEN: s->cfg.head_hidden = (int)util_opt_long("--proj-hidden", optarg, 1, 65536); break;
-        case O_TEMP: s->temperature = (float)util_opt_double("--temperature", optarg, 1e-4, 1e4); break;
+        case O_TEMP: s->temperature = util_opt_double("--temperature", optarg, 1e-4, 1e4); break;
         case 'b': s->batch = (int)util_opt_long("--batch", optarg, 2, 1 << 16); break;
         case O_OPTIM: {
             const int k = nn_optim_kind_from_name(optarg);

@@ -582,75 +582,6 @@ static void nameset_free(struct nameset *s)
     free(s->slot);
 }
 
-/* Append one code point as UTF-32LE. */
-static void put_u32le(uint8_t *p, uint32_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); p[2] = (uint8_t)(v >> 16); p[3] = (uint8_t)(v >> 24); }
-
-/* Decode UTF-8 (a byte that is not valid UTF-8 stands for itself, as Latin-1) into code points;
- * returns how many (at most strlen(s)). */
-static size_t utf8_decode(const char *s, uint32_t *out)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = 0;
-    while (*p) {
-        uint32_t c = *p;
-        int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        int ok = len > 0;
-        for (int i = 1; ok && i < len; i++) ok = (p[i] & 0xc0) == 0x80;
-        if (ok && len > 1) {
-            c &= 0x7f >> len;
-            for (int i = 1; i < len; i++) c = c << 6 | (p[i] & 0x3f);
-            if ((len == 2 && c < 0x80) || (len == 3 && c < 0x800) || (len == 4 && (c < 0x10000 || c > 0x10ffff)) ||
-                (c >= 0xd800 && c <= 0xdfff))
-                ok = 0;
-        }
-        if (!ok) { c = *p; len = 1; }
-        out[n++] = c;
-        p += len;
-    }
-    return n;
-}
-
-/* A NumPy unicode array '<U{width}' of n strings, into a malloc'd .npy image (header + data). */
-static void *npy_strings(char *const *s, int64_t n, size_t *size)
-{
-    size_t width = 1;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t *tmp = malloc((strlen(s[i]) + 1) * sizeof *tmp);
-        if (!tmp) return NULL;
-        size_t k = utf8_decode(s[i], tmp);
-        free(tmp);
-        if (k > width) width = k;
-    }
-    char descr[32], hdr[1024];
-    snprintf(descr, sizeof descr, "<U%zu", width);
-    size_t hl = tszutil_npy_header(hdr, sizeof hdr, descr, 1, &n);
-    size_t total = hl + (size_t)n * width * 4;
-    uint8_t *img = calloc(total ? total : 1, 1);
-    uint32_t *cp = malloc((width + 1) * sizeof *cp);
-    if (!img || !cp || !hl) { free(img); free(cp); return NULL; }
-    memcpy(img, hdr, hl);
-    for (int64_t i = 0; i < n; i++) {
-        size_t k = utf8_decode(s[i], cp);
-        for (size_t j = 0; j < k; j++) put_u32le(img + hl + ((size_t)i * width + j) * 4, cp[j]);
-    }
-    free(cp);
-    *size = total;
-    return img;
-}
-
-/* A 1-D int32 array as a .npy image. */
-static void *npy_i32(const int32_t *v, int64_t n, size_t *size)
-{
-    char hdr[256];
-    size_t hl = tszutil_npy_header(hdr, sizeof hdr, "<i4", 1, &n);
-    uint8_t *img = malloc(hl + (size_t)n * 4);
-    if (!img) return NULL;
-    memcpy(img, hdr, hl);
-    memcpy(img + hl, v, (size_t)n * 4);
-    *size = hl + (size_t)n * 4;
-    return img;
-}
-
 static int write_npy_file(const char *path, const char *hdr, size_t hl, const void *data, size_t n,
                           struct util_err *err)
 {
@@ -710,7 +641,7 @@ static int stack_add(struct stack *s, const tsz_rec *rec, const void *data, int 
         s->ncap = nc;
     }
     if (!(s->names[s->n] = strdup(rec->name))) return util_err_set(err, "%s: out of memory", path);
-    memcpy(s->data + s->len, data, bytes);
+    if (bytes) memcpy(s->data + s->len, data, bytes);  /* (s->data is still NULL for empty records) */
     s->len += bytes;
     s->labels[s->n] = rec->label;
     s->folds[s->n] = rec->fold;
@@ -744,9 +675,9 @@ static int stack_write(const struct stack *s, const char *out, int npz, const ts
     int nc = 0, rc = -1;
     const void *parts[2] = {hdr, s->data};
     size_t psz[2] = {hl, s->len};
-    if (tsz_attrs_get_classes(attrs, &cls, &nc) < 0 || !(imgs[0] = npy_i32(s->labels, s->n, &sizes[0])) ||
-        !(imgs[1] = npy_i32(s->folds, s->n, &sizes[1])) || !(imgs[2] = npy_strings(s->names, s->n, &sizes[2])) ||
-        (nc && !(imgs[3] = npy_strings(cls, nc, &sizes[3])))) {
+    if (tsz_attrs_get_classes(attrs, &cls, &nc) < 0 || !(imgs[0] = tszutil_npy_i32(s->labels, s->n, &sizes[0])) ||
+        !(imgs[1] = tszutil_npy_i32(s->folds, s->n, &sizes[1])) || !(imgs[2] = tszutil_npy_unicode(s->names, s->n, &sizes[2])) ||
+        (nc && !(imgs[3] = tszutil_npy_unicode(cls, nc, &sizes[3])))) {
         util_err_set(err, "out of memory");
         goto done;
     }
@@ -842,7 +773,7 @@ static int cmd_npy(int argc, char **argv)
             one_index = index;
             one_dtype = dtype;
         } else {
-            char name[TSZ_MAX_NAME + 32];
+            char name[TSZ_MAX_NAME + 256];
             const char *base = rec.name;
             while (*base == '/') base++;
             snprintf(name, sizeof name, "%s.npy", base);
