@@ -34,9 +34,8 @@
  * BLIS directly must call nn_init first.  Returns the name of the kernel set BLIS uses ("skx", ...). */
 const char *nn_init(void);
 /* Threads for the engine's GEMMs and OpenMP loops (n >= 1; default 1, or BLIS_NUM_THREADS when set).
- * Results are bit-identical for a fixed thread count.  With BLIS's skx kernels they are also identical
- * across thread counts (no reduction is split across threads); on AVX2 machines BLIS's small-matrix
- * kernels can round differently when the thread count changes the sub-problem sizes. */
+ * Results are bit-identical for any thread count: no sum is split across threads (GEMMs are split into
+ * slabs of C, each summed by single-threaded BLIS in the same order; BN statistics are per channel). */
 void nn_set_threads(int n);
 int nn_threads(void);
 /* Row-major C (m, n; row stride ldc) = alpha op(A) op(B) + beta C through BLIS; ta/tb 1 = transposed.

@@ -27,6 +27,7 @@ typedef struct {
     double momentum;          /* during early exaggeration (default 0.5) */
     double final_momentum;    /* afterwards (default 0.8) */
     double theta;             /* Barnes-Hut opening angle (default 0.5) */
+    double max_step;          /* longest step of one point per iteration; <= 0: unlimited (default 5) */
     enum tsne_method method;  /* AUTO: in 2-D, each step the cheaper of Barnes-Hut and FFT by a fixed
                                  cost model (so still deterministic); in 3-D Barnes-Hut */
     enum tsne_init init;      /* default PCA */
@@ -36,7 +37,8 @@ typedef struct {
     int fft_nodes;            /* interpolation nodes per interval (default 3) */
     int fft_min_intervals;    /* grid intervals per dimension at least (default 50 in 2-D, 16 in 3-D) */
     double fft_interval_size; /* intervals no wider than this in embedding units (default 1); the
-                                 count is capped at 400 (2-D) / 32 (3-D) per dimension */
+                                 count is capped at min(400, 4 sqrt N) in 2-D, min(32, 3 N^(1/3))
+                                 in 3-D per dimension: beyond, intervals widen */
     tsne_progress_fn progress;
     void *progress_ctx;
 } tsne_opts;
@@ -64,9 +66,11 @@ double tsne_max_perplexity(int64_t n);
 /* ---- building blocks, exposed for tests and benchmarks ---- */
 
 /* k nearest neighbours of every point (excluding itself) by Euclidean distance, in increasing
- * distance (ties by index): idx (n x k), dist2 (n x k) squared distances.  use_tree: 1 vantage-point
- * tree, 0 brute force.  0 or -1. */
-int tsne_knn(const float *x, int64_t n, int d, int k, int use_tree, uint64_t seed, int threads, int32_t *idx,
+ * distance (ties by index): idx (n x k), dist2 (n x k) squared distances.  how: 1 vantage-point
+ * tree (seeded), 0 brute force one pair at a time (the oracle), 2 brute force by blocks (dot
+ * products screen k + 16 candidates, which are then measured and ranked exactly; much faster in
+ * high dimensions, where the tree prunes little).  0 or -1. */
+int tsne_knn(const float *x, int64_t n, int d, int k, int how, uint64_t seed, int threads, int32_t *idx,
              float *dist2, struct util_err *err);
 
 /* Conditional affinities p_{j|i} of each row (k neighbours, squared distances) calibrated by

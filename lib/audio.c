@@ -1,7 +1,8 @@
-/* audio.c: libsox decoding to mono float.  Every file goes through one SoX effects chain:
+/* audio.c: libsox decoding to mono float.  A file goes through a SoX effects chain:
  * input -> `channels 1` (average of the channels, only when there are several) -> `rate -h`
  * (only when the file's rate differs) -> a sink that converts to float (sample / 2^31, as
- * torchaudio does), so the samples agree with torchaudio.load + mean over channels. */
+ * torchaudio does), so the samples agree with torchaudio.load + mean over channels.  A mono file
+ * at the wanted rate needs neither effect and is read with sox_read straight into the sink. */
 #include "audio.h"
 
 #include <errno.h>

@@ -4,6 +4,7 @@
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* blis.h defines many static helpers this file does not use. */
 #pragma GCC diagnostic push
@@ -14,6 +15,7 @@
 #pragma GCC diagnostic pop
 
 #include "nn.h"
+#include "nn_internal.h"
 
 /* multiply-adds below which a GEMM stays on one thread */
 #define SMALL_GEMM (1 << 21)
@@ -21,6 +23,45 @@
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static const char *arch_name = "?";
 static int n_threads = 1;
+
+/* BLIS's sgemm micro-kernel and its blocking, for the engine's own convolution driver (nn_layers.c),
+ * and one packing buffer per thread, allocated when the thread count is set (never in a training step). */
+#define MAX_THREADS 256
+static nn_ukinfo uk;
+static int uk_ok;
+static sgemm_ukr_ft ukr;
+static cntx_t *uk_cntx;
+static float *pack_buf[MAX_THREADS];
+static int n_pack;
+
+static void alloc_pack_buffers(int n)
+{
+    if (!uk_ok) return;
+    for (int t = n_pack; t < n && t < MAX_THREADS; t++) {
+        pack_buf[t] = aligned_alloc(64, ((size_t)uk.buf_floats * sizeof(float) + 63) & ~(size_t)63);
+        if (!pack_buf[t]) break;
+        n_pack = t + 1;
+    }
+}
+
+static void init_ukernel(void)
+{
+    uk_cntx = bli_gks_query_cntx();
+    ukr = (sgemm_ukr_ft)bli_cntx_get_l3_nat_ukr_dt(BLIS_FLOAT, BLIS_GEMM_UKR, uk_cntx);
+    uk.mr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MR, uk_cntx);
+    uk.nr = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_NR, uk_cntx);
+    uk.kc = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, uk_cntx);
+    const int mc = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_MC, uk_cntx);
+    /* A kernel that prefers column-stored C tiles gets the spatial positions (contiguous in a row of
+     * the channel-major output) as its MR side, one preferring rows as its NR side. */
+    uk.spatial_a = bli_cntx_l3_nat_ukr_prefers_cols_dt(BLIS_FLOAT, BLIS_GEMM_UKR, uk_cntx) ? 1 : 0;
+    const int sp = uk.spatial_a ? uk.mr : uk.nr;
+    int sb = mc > 256 ? mc : 256;
+    uk.sb = (sb + sp - 1) / sp * sp;
+    /* a spatial block, plus room for up to 1040 packed channels (the weight-gradient driver) */
+    uk.buf_floats = ((size_t)uk.sb + 1040) * uk.kc;
+    uk_ok = ukr && uk.mr > 0 && uk.nr > 0 && uk.kc > 0 && uk.mr <= 64 && uk.nr <= 64;
+}
 
 static void init_blis(void)
 {
@@ -33,6 +74,34 @@ static void init_blis(void)
     bli_thread_set_num_threads(1);   /* nn_sgemm threads by itself */
     omp_set_num_threads(n_threads);
     arch_name = bli_arch_string(bli_arch_query_id());
+    init_ukernel();
+    alloc_pack_buffers(n_threads);
+}
+
+static int uk_off;
+
+void nn_ukernel_enable(int on) { uk_off = !on; }
+
+const nn_ukinfo *nn_ukernel_info(void)
+{
+    nn_init();
+    return uk_ok && !uk_off && n_pack >= n_threads ? &uk : NULL;
+}
+
+float *nn_pack_buffer(void)
+{
+    const int t = omp_get_thread_num();
+    return t < n_pack ? pack_buf[t] : NULL;
+}
+
+void nn_ukernel(int m, int n, int k, const float *a, const float *b, float beta, float *c, int64_t rs_c,
+                int64_t cs_c)
+{
+    float one = 1.0f;
+    auxinfo_t aux;
+    memset(&aux, 0, sizeof aux);
+    bli_auxinfo_set_next_ab((void *)a, (void *)b, &aux);   /* prefetch hints only */
+    ukr(m, n, k, &one, (float *)a, (float *)b, &beta, c, rs_c, cs_c, &aux, uk_cntx);
 }
 
 const char *nn_init(void)
@@ -47,6 +116,7 @@ void nn_set_threads(int n)
     if (n < 1) n = 1;
     n_threads = n;
     omp_set_num_threads(n);
+    alloc_pack_buffers(n);
 }
 
 int nn_threads(void)
@@ -61,6 +131,9 @@ static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float 
 {
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, &rntm);
+    /* No small-matrix ("sup") kernels: they are chosen by sub-problem size, so a different thread count
+     * (a different split) could change the rounding; measured no slower on the AVX2 path here. */
+    bli_rntm_disable_l3_sup(&rntm);
     bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
                  m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
 }

@@ -20,4 +20,24 @@ double nn_sum(const float *x, int64_t n);
 double nn_sumsq(const float *x, int64_t n);
 double nn_dot(const float *x, const float *y, int64_t n);
 
+/* BLIS's native sgemm micro-kernel, driven directly by the convolution code so that columns are packed
+ * straight from the image into the kernel's panel format (one copy instead of im2col + BLIS packing).
+ * Panels: a micro-panel of width W (MR or NR) and depth k holds k groups of W consecutive floats. */
+typedef struct {
+    int mr, nr, kc;   /* micro-tile and depth blocking */
+    int sb;           /* spatial positions per packing block (a multiple of the spatial tile width) */
+    int spatial_a;    /* 1: spatial positions are the kernel's A (MR) side, C tiles column-stored */
+    size_t buf_floats;  /* per-thread packing buffer: (sb + 1040) * kc */
+} nn_ukinfo;
+/* NULL when the kernel or the packing buffers are unavailable (callers fall back to im2col + GEMM). */
+const nn_ukinfo *nn_ukernel_info(void);
+/* 0: use im2col + BLIS GEMM everywhere (tests compare the two paths); 1: default. */
+void nn_ukernel_enable(int on);
+/* This thread's packing buffer of buf_floats floats (64-byte aligned). */
+float *nn_pack_buffer(void);
+/* C (m x n tile, m <= MR, n <= NR; element (i, j) at c[i*rs_c + j*cs_c]) = A B + beta C, with A an MR-wide
+ * and B an NR-wide packed micro-panel of depth k.  beta 0 never reads C. */
+void nn_ukernel(int m, int n, int k, const float *a, const float *b, float beta, float *c, int64_t rs_c,
+                int64_t cs_c);
+
 #endif

@@ -196,6 +196,198 @@ static int chunk_of(size_t per, size_t cap, int n)
     return c >= (size_t)n ? n : (int)c;
 }
 
+/* ---- convolution on BLIS's micro-kernel, columns packed straight from the image ---- */
+
+/* Pack spatial positions s0 .. s0+ns-1 (of n*ho*wo) and kernel rows p0 .. p0+kl-1 (of c_in*k*k) of the
+ * implicit column matrix into panels of width S: panel q holds kl groups of S floats, positions past ns
+ * are zero.  Positions are split into runs within one output row, which read one input row each. */
+static void pack_cols(float *dst, int S, const float *x, int64_t sc, int64_t sn, const nn_conv *l, int h, int w,
+                      int ho, int wo, int64_t s0, int ns, int p0, int kl)
+{
+    const int k = l->k, st = l->stride, pad = l->pad;
+    const int64_t hwo = (int64_t)ho * wo;
+    for (int q = 0; q * S < ns; q++) {
+        float *pd = dst + (int64_t)q * kl * S;
+        const int len = ns - q * S < S ? ns - q * S : S;
+        if (len < S)
+            for (int p = 0; p < kl; p++) memset(pd + (int64_t)p * S + len, 0, sizeof(float) * (S - len));
+        for (int o = 0; o < len;) {
+            const int64_t s = s0 + (int64_t)q * S + o;
+            const int ni = (int)(s / hwo), oh = (int)(s % hwo / wo), ow0 = (int)(s % wo);
+            const int rl = wo - ow0 < len - o ? wo - ow0 : len - o;
+            const float *xn = x + (int64_t)ni * sn;
+            int ci = p0 / (k * k), kh = p0 / k % k, kw = p0 % k;
+            for (int p = 0; p < kl; p++) {
+                float *d = pd + (int64_t)p * S + o;
+                const int ih = oh * st - pad + kh;
+                if (ih < 0 || ih >= h) {
+                    memset(d, 0, sizeof(float) * rl);
+                } else {
+                    const float *xr = xn + ci * sc + (int64_t)ih * w;
+                    if (st == 1) {
+                        /* columns ow0 .. ow0+rl-1 read iw = ow - pad + kw: inside for lo <= j < hi */
+                        int lo = pad - kw - ow0, hi = w + pad - kw - ow0;
+                        if (lo < 0) lo = 0;
+                        if (lo > rl) lo = rl;
+                        if (hi > rl) hi = rl;
+                        if (hi < lo) hi = lo;
+                        for (int j = 0; j < lo; j++) d[j] = 0;
+                        memcpy(d + lo, xr + ow0 + lo - pad + kw, sizeof(float) * (hi - lo));
+                        for (int j = hi; j < rl; j++) d[j] = 0;
+                    } else {
+                        for (int j = 0; j < rl; j++) {
+                            const int iw = (ow0 + j) * st - pad + kw;
+                            d[j] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
+                        }
+                    }
+                }
+                if (++kw == k) {
+                    kw = 0;
+                    if (++kh == k) kh = 0, ci++;
+                }
+            }
+            o += rl;
+        }
+    }
+}
+
+/* y = conv(x) (beta 0) or y += conv(x) (beta 1) through the micro-kernel.  The kernel is packed into ws:
+ * for each depth block, panels of C channels (zero-padded).  Each output tile is computed by one thread
+ * with a fixed depth order, so results do not depend on the thread count.  0 if not possible. */
+static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n,
+                        int h, int w, float *ws, size_t cap)
+{
+    const nn_ukinfo *u = nn_ukernel_info();
+    if (!u) return 0;
+    const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc, SB = u->sb;
+    const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
+    if ((size_t)K * cpad > cap) return 0;
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int64_t cols = (int64_t)n * ho * wo, ldy = cols;
+    const int nkb = (K + KC - 1) / KC, ncp = cpad / C;
+    /* weights: block b (depth p0 .. p0+kl-1) at ws + p0*cpad, channel panel cp at + cp*kl*C */
+#pragma omp parallel for schedule(static) if ((int64_t)K * cpad > NN_PAR_MIN)
+    for (int t = 0; t < nkb * ncp; t++) {
+        const int b = t / ncp, cp = t % ncp, p0 = b * KC, kl = K - p0 < KC ? K - p0 : KC;
+        float *d = ws + (int64_t)p0 * cpad + (int64_t)cp * kl * C;
+        for (int p = 0; p < kl; p++)
+            for (int j = 0; j < C; j++) {
+                const int co = cp * C + j;
+                d[(int64_t)p * C + j] = co < l->c_out ? l->w[(int64_t)co * K + p0 + p] : 0.0f;
+            }
+    }
+    const int64_t nsb = (cols + SB - 1) / SB;
+#pragma omp parallel for schedule(static) if (nsb > 1 && cols * K * l->c_out > 4 * NN_PAR_MIN)
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        float *buf = nn_pack_buffer();
+        const int64_t s0 = sb * SB;
+        const int ns = cols - s0 < SB ? (int)(cols - s0) : SB;
+        for (int b = 0; b < nkb; b++) {
+            const int p0 = b * KC, kl = K - p0 < KC ? K - p0 : KC;
+            pack_cols(buf, S, x, sc, sn, l, h, w, ho, wo, s0, ns, p0, kl);
+            const float *wb = ws + (int64_t)p0 * cpad;
+            const float bt = b == 0 ? beta : 1.0f;
+            for (int cp = 0; cp < ncp; cp++) {
+                const float *wp = wb + (int64_t)cp * kl * C;
+                const int nc = l->c_out - cp * C < C ? l->c_out - cp * C : C;
+                for (int q = 0; q * S < ns; q++) {
+                    const float *sp = buf + (int64_t)q * kl * S;
+                    const int nq = ns - q * S < S ? ns - q * S : S;
+                    float *ct = y + (int64_t)cp * C * ldy + s0 + (int64_t)q * S;
+                    if (u->spatial_a) nn_ukernel(nq, nc, kl, sp, wp, bt, ct, 1, ldy);
+                    else nn_ukernel(nc, nq, kl, wp, sp, bt, ct, ldy, 1);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+/* dw += dy . col^T through the micro-kernel: C tiles of (kernel rows p, output channels), summed over
+ * the spatial positions in depth blocks.  Both operands are packed transposed (one group of tile-width
+ * values per position): column rows straight from the image, dy rows from the output gradient.
+ * Threads take blocks of kernel rows; every tile is summed by one thread in a fixed order. */
+static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h,
+                           int w)
+{
+    const nn_ukinfo *u = nn_ukernel_info();
+    if (!u) return 0;
+    const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
+    const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
+    const int T = nn_threads();
+    int pb = (K + 2 * T - 1) / (2 * T);           /* at least two blocks per thread when K allows */
+    pb = (pb + S - 1) / S * S;
+    if (pb > u->sb) pb = u->sb;
+    const size_t colp_floats = ((size_t)pb * KC + 15) & ~(size_t)15;
+    if (colp_floats + (size_t)cpad * KC > u->buf_floats) return 0;
+    const int k = l->k, st = l->stride, pad = l->pad;
+    const int ho = nn_out_size(h, k, st, pad), wo = nn_out_size(w, k, st, pad);
+    const int64_t hwo = (int64_t)ho * wo, cols = n * hwo, ldy = cols;
+    const int npb = (K + pb - 1) / pb, ncp = cpad / C;
+#pragma omp parallel for schedule(static) if (npb > 1 && cols * K * l->c_out > 4 * NN_PAR_MIN)
+    for (int b = 0; b < npb; b++) {
+        float *colp = nn_pack_buffer(), *dyp = colp + colp_floats;
+        const int p0 = b * pb, pl = K - p0 < pb ? K - p0 : pb, nq = (pl + S - 1) / S;
+        for (int64_t s0 = 0; s0 < cols; s0 += KC) {
+            const int sl = cols - s0 < KC ? (int)(cols - s0) : KC;
+            /* column panels: panel q, position s, lane j = kernel row p0 + q*S + j */
+            for (int q = 0; q < nq; q++) {
+                float *d = colp + (int64_t)q * sl * S;
+                for (int j = 0; j < S; j++) {
+                    const int p = p0 + q * S + j;
+                    if (j >= pl - q * S) {
+                        for (int s = 0; s < sl; s++) d[(int64_t)s * S + j] = 0.0f;
+                        continue;
+                    }
+                    const int ci = p / (k * k), kh = p / k % k, kw = p % k;
+                    for (int s = 0; s < sl;) {
+                        const int64_t sp = s0 + s;
+                        const int ni = (int)(sp / hwo), oh = (int)(sp % hwo / wo), ow0 = (int)(sp % wo);
+                        const int rl = wo - ow0 < sl - s ? wo - ow0 : sl - s;
+                        const int ih = oh * st - pad + kh;
+                        float *dd = d + (int64_t)s * S + j;
+                        if (ih < 0 || ih >= h) {
+                            for (int r = 0; r < rl; r++) dd[(int64_t)r * S] = 0.0f;
+                        } else {
+                            const float *xr = x + ci * sc + ni * sn + (int64_t)ih * w;
+                            for (int r = 0; r < rl; r++) {
+                                const int iw = (ow0 + r) * st - pad + kw;
+                                dd[(int64_t)r * S] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
+                            }
+                        }
+                        s += rl;
+                    }
+                }
+            }
+            /* dy panels: panel cp, position s, lane j = channel cp*C + j */
+            for (int cp = 0; cp < ncp; cp++) {
+                float *d = dyp + (int64_t)cp * sl * C;
+                for (int j = 0; j < C; j++) {
+                    const int co = cp * C + j;
+                    if (co >= l->c_out) {
+                        for (int s = 0; s < sl; s++) d[(int64_t)s * C + j] = 0.0f;
+                    } else {
+                        const float *g = dy + co * ldy + s0;
+                        for (int s = 0; s < sl; s++) d[(int64_t)s * C + j] = g[s];
+                    }
+                }
+            }
+            for (int cp = 0; cp < ncp; cp++) {
+                const int nc = l->c_out - cp * C < C ? l->c_out - cp * C : C;
+                const float *gp = dyp + (int64_t)cp * sl * C;
+                for (int q = 0; q < nq; q++) {
+                    const int np = pl - q * S < S ? pl - q * S : S;
+                    const float *cpn = colp + (int64_t)q * sl * S;
+                    float *ct = l->dw + (int64_t)cp * C * K + p0 + q * S;
+                    if (u->spatial_a) nn_ukernel(np, nc, sl, cpn, gp, 1.0f, ct, 1, K);
+                    else nn_ukernel(nc, np, sl, gp, cpn, 1.0f, ct, K, 1);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 /* y = conv(x) (beta 0) or y += conv(x) (beta 1); no bias. */
 static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, int x_nchw, int n, int h, int w,
                       float *col, size_t col_cap)
@@ -208,6 +400,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     }
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
     const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
+    if (conv_ukernel(l, y, beta, x, sc, sn, n, h, w, col, col_cap)) return;
     const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
@@ -249,16 +442,22 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
     const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
     const int transposed = dx && conv_transposed_bwd(l, x_nchw);
-    /* weight gradient: dw += dy (c_out, cols) . col^T, the columns recomputed chunk by chunk */
-    const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
-    for (int n0 = 0; n0 < n; n0 += chunk) {
-        const int cn = n - n0 < chunk ? n - n0 : chunk;
-        const int64_t cols = cn * hwo;
-        im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-        nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
-        if (dx && !transposed) {
-            nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
-            col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
+    /* weight gradient: dw += dy (c_out, cols) . col^T, on the micro-kernel, or with the columns
+     * recomputed chunk by chunk for BLIS; a stride-2 input gradient goes through col2im */
+    const int dw_done = conv_dw_ukernel(l, dy, x, sc, sn, n, h, w);
+    if (!dw_done || (dx && !transposed)) {
+        const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
+        for (int n0 = 0; n0 < n; n0 += chunk) {
+            const int cn = n - n0 < chunk ? n - n0 : chunk;
+            const int64_t cols = cn * hwo;
+            if (!dw_done) {
+                im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
+                nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
+            }
+            if (dx && !transposed) {
+                nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
+                col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
+            }
         }
     }
     if (!transposed) return;

@@ -28,6 +28,7 @@ void tsne_opts_default(tsne_opts *o)
     o->momentum = 0.5;
     o->final_momentum = 0.8;
     o->theta = 0.5;
+    o->max_step = 5;
     o->method = TSNE_AUTO;
     o->init = TSNE_INIT_PCA;
     o->init_scale = 1e-4;
@@ -41,6 +42,11 @@ void tsne_opts_default(tsne_opts *o)
 double tsne_max_perplexity(int64_t n) { return n > 1 ? (double)(n - 1) / 3 : 0; }
 
 static int nthreads(int t) { return t > 0 ? t : omp_get_max_threads(); }
+
+/* Threads for a parallel region of about `work` operations: one below ~2e7.  A region that short
+ * gains little from a second thread, and on a busy machine each barrier can cost a scheduler time
+ * slice (seen here: a 60-point map taking seconds).  The results do not depend on it. */
+static int par(int nt, double work) { return work >= 2e7 ? nt : 1; }
 
 /* ---- distances ----
  * Squared Euclidean distance in float; the clones let the loader pick AVX-512, AVX2 or plain SSE2
@@ -201,12 +207,147 @@ static void vp_search(const vptree *t, int64_t p, const float *q, int32_t self, 
     }
 }
 
+/* Brute force by blocks: squared distances screened as |q|^2 + |r|^2 - 2 q.r from dot products of
+ * 4 queries x 16 references at a time (references packed 16 to a panel, dimension-major), the
+ * KNN_EXTRA best candidates per query then re-measured with sqdist and ranked exactly.  Data are
+ * centred first, which keeps the cancellation in the screening small.  Kernels for AVX-512,
+ * AVX2+FMA and plain SSE2 are chosen at run time. */
+typedef float v16 __attribute__((vector_size(64)));
+enum { KNN_EXTRA = 16, KNN_QB = 64 };
+
+/* dots of 4 queries (rows q, q + d, ...) with the 16 references of a panel */
+#define KNN_TILE4(q, out)                                                                    \
+    {                                                                                        \
+        v16 acc0 = { 0 }, acc1 = { 0 }, acc2 = { 0 }, acc3 = { 0 };                          \
+        const float *q0 = (q), *q1 = (q) + d, *q2 = (q) + 2 * d, *q3 = (q) + 3 * d;          \
+        for (int t = 0; t < d; t++) {                                                        \
+            v16 b;                                                                           \
+            memcpy(&b, panel + (size_t)t * 16, sizeof b);                                    \
+            acc0 += q0[t] * b;                                                               \
+            acc1 += q1[t] * b;                                                               \
+            acc2 += q2[t] * b;                                                               \
+            acc3 += q3[t] * b;                                                               \
+        }                                                                                    \
+        memcpy((out), &acc0, sizeof acc0);                                                   \
+        memcpy((out) + 16, &acc1, sizeof acc1);                                              \
+        memcpy((out) + 32, &acc2, sizeof acc2);                                              \
+        memcpy((out) + 48, &acc3, sizeof acc3);                                              \
+    }
+/* 8 queries: with AVX-512 eight accumulators hide the FMA latency; AVX2 and SSE2 have too few
+ * registers for that and take them 4 at a time */
+__attribute__((target("avx512f,fma"), optimize("fp-contract=fast")))
+static void knn_tile_avx512(const float *q, const float *panel, int d, float *out)
+{
+    v16 a0 = { 0 }, a1 = { 0 }, a2 = { 0 }, a3 = { 0 }, a4 = { 0 }, a5 = { 0 }, a6 = { 0 }, a7 = { 0 };
+    const float *q0 = q, *q1 = q + d, *q2 = q + 2 * d, *q3 = q + 3 * d;
+    const float *q4 = q + 4 * d, *q5 = q + 5 * d, *q6 = q + 6 * d, *q7 = q + 7 * d;
+    for (int t = 0; t < d; t++) {
+        v16 b;
+        memcpy(&b, panel + (size_t)t * 16, sizeof b);
+        a0 += q0[t] * b; a1 += q1[t] * b; a2 += q2[t] * b; a3 += q3[t] * b;
+        a4 += q4[t] * b; a5 += q5[t] * b; a6 += q6[t] * b; a7 += q7[t] * b;
+    }
+    memcpy(out, &a0, 64); memcpy(out + 16, &a1, 64); memcpy(out + 32, &a2, 64); memcpy(out + 48, &a3, 64);
+    memcpy(out + 64, &a4, 64); memcpy(out + 80, &a5, 64); memcpy(out + 96, &a6, 64); memcpy(out + 112, &a7, 64);
+}
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast")))
+static void knn_tile_avx2(const float *q, const float *panel, int d, float *out)
+{
+    KNN_TILE4(q, out)
+    KNN_TILE4(q + 4 * d, out + 64)
+}
+static void knn_tile_sse(const float *q, const float *panel, int d, float *out)
+{
+    KNN_TILE4(q, out)
+    KNN_TILE4(q + 4 * d, out + 64)
+}
+
+static int knn_blocked(const float *x, int64_t n, int d, int k, int nt, int32_t *idx, float *dist2, struct util_err *err)
+{
+    void (*tile)(const float *, const float *, int, float *) =
+        util_cpu_has_avx512f() ? knn_tile_avx512 : util_cpu_has_avx2_fma() ? knn_tile_avx2 : knn_tile_sse;
+    int64_t n_panel = (n + 15) / 16, n_qpad = (n + 7) / 8 * 8;
+    int kk = k + KNN_EXTRA < n - 1 ? k + KNN_EXTRA : (int)(n - 1);
+    float *xc = util_calloc((size_t)n_qpad * d, sizeof *xc, err);
+    float *pk = util_calloc((size_t)n_panel * 16 * d, sizeof *pk, err);
+    float *nrm = util_malloc((size_t)n_panel * 16, sizeof *nrm, err);
+    double *mean = util_calloc((size_t)d, sizeof *mean, err);
+    nbr *heaps = util_malloc((size_t)nt * KNN_QB * kk, sizeof *heaps, err);
+    int rc = -1;
+    if (!xc || !pk || !nrm || !mean || !heaps) goto done;
+    for (int64_t i = 0; i < n; i++)
+        for (int j = 0; j < d; j++) mean[j] += x[i * d + j];
+    for (int j = 0; j < d; j++) mean[j] /= (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) {
+            float v = (float)(x[i * d + j] - mean[j]);
+            xc[i * d + j] = v;
+            pk[(size_t)(i / 16) * 16 * d + (size_t)j * 16 + i % 16] = v;
+            s += (double)v * v;
+        }
+        nrm[i] = (float)s;
+    }
+    for (int64_t i = n; i < n_panel * 16; i++) nrm[i] = INFINITY;   /* padding never qualifies */
+#pragma omp parallel num_threads(nt)
+    {
+        nbr *hs = heaps + (size_t)omp_get_thread_num() * KNN_QB * kk;
+        int len[KNN_QB];
+        float dots[128], e[16];
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t q0 = 0; q0 < n; q0 += KNN_QB) {
+            int nq = (int)(n - q0 < KNN_QB ? n - q0 : KNN_QB);
+            for (int r = 0; r < nq; r++) len[r] = 0;
+            for (int64_t p = 0; p < n_panel; p++) {
+                const float *panel = pk + (size_t)p * 16 * d;
+                const float *np = nrm + p * 16;
+                for (int r0 = 0; r0 < nq; r0 += 8) {
+                    tile(xc + (size_t)(q0 + r0) * d, panel, d, dots);
+                    for (int r = r0; r < r0 + 8 && r < nq; r++) {
+                        int64_t qi = q0 + r;
+                        nbr *h = hs + (size_t)r * kk;
+                        float thr = len[r] == kk ? h[0].d : INFINITY, nq_ = nrm[qi];
+                        int any = 0;
+                        for (int c = 0; c < 16; c++) {
+                            e[c] = nq_ + np[c] - 2 * dots[(r - r0) * 16 + c];
+                            any |= e[c] <= thr;
+                        }
+                        if (!any) continue;
+                        for (int c = 0; c < 16; c++) {
+                            int64_t j = p * 16 + c;
+                            if (e[c] <= thr && j != qi && j < n) heap_push(h, &len[r], kk, (nbr){ e[c], (int32_t)j });
+                        }
+                    }
+                }
+            }
+            /* exact distances of the candidates, ranked by (distance, index) */
+            for (int r = 0; r < nq; r++) {
+                int64_t qi = q0 + r;
+                nbr *h = hs + (size_t)r * kk;
+                for (int c = 0; c < len[r]; c++)
+                    h[c].d = sqrtf(sqdist(x + (size_t)qi * d, x + (size_t)h[c].i * d, d));
+                qsort(h, (size_t)len[r], sizeof *h, cmp_nbr);
+                for (int j = 0; j < k; j++) {
+                    idx[qi * k + j] = h[j].i;
+                    dist2[qi * k + j] = h[j].d * h[j].d;
+                }
+            }
+        }
+    }
+    rc = 0;
+done:
+    free(xc); free(pk); free(nrm); free(mean); free(heaps);
+    return rc;
+}
+
 int tsne_knn(const float *x, int64_t n, int d, int k, int use_tree, uint64_t seed, int threads, int32_t *idx,
              float *dist2, struct util_err *err)
 {
     if (n < 2 || k < 1 || k > n - 1) return util_err_set(err, "%d neighbours of %lld points", k, (long long)n);
     if (n > INT32_MAX) return util_err_set(err, "%lld points is too many", (long long)n);
-    int nt = nthreads(threads);
+    /* tree search costs roughly n log n distances, brute force n^2 */
+    int nt = par(nthreads(threads), (double)n * d * (use_tree == 1 ? 20 * log2((double)n + 1) : (double)n));
+    if (use_tree == 2) return knn_blocked(x, n, d, k, nt, idx, dist2, err);
     nbr *heaps = util_malloc((size_t)nt * (size_t)k, sizeof *heaps, err);
     if (!heaps) return -1;
     vptree t = { x, d, NULL, NULL, NULL, NULL, NULL };
@@ -256,7 +397,7 @@ int tsne_knn(const float *x, int64_t n, int d, int k, int use_tree, uint64_t see
 void tsne_calibrate(const float *dist2, int64_t n, int k, double perplexity, int threads, double *p)
 {
     const double target = log(perplexity);
-#pragma omp parallel for schedule(static) num_threads(nthreads(threads))
+#pragma omp parallel for schedule(static) num_threads(par(nthreads(threads), 50.0 * n * k))
     for (int64_t i = 0; i < n; i++) {
         const float *d = dist2 + i * k;
         double *pi = p + i * k;
@@ -727,12 +868,14 @@ static int fft_setup(fft_ws *f, int nb, struct util_err *err)
 /* Grid for a square domain of side span: intervals of width isz (default 1) once the embedding
  * is wider than min_iv of them, so the kernel transforms stay valid from one iteration to the
  * next until the grid grows; narrower intervals (span / min_iv) while it is small.  The count is
- * capped (2-D: 400, 3-D: 32 intervals per dimension) to bound memory; beyond the cap intervals
- * widen and accuracy drops. */
-static int fft_intervals(const tsne_opts *o, int D, int p, double span, double *h)
+ * capped (see below) to bound memory and time; beyond the cap intervals widen and accuracy drops. */
+static int fft_intervals(const tsne_opts *o, int64_t n, int D, int p, double span, double *h)
 {
     int min_iv = o->fft_min_intervals > 0 ? o->fft_min_intervals : D == 2 ? 50 : 16;
-    int max_iv = D == 2 ? 400 : 32;
+    /* the grid need not outgrow the points: 4 sqrt(N) intervals (2-D), 3 N^(1/3) (3-D), at most
+     * 400 / 32, so a small, very spread-out map does not cost seconds per step */
+    double cap = D == 2 ? fmin(400, 4 * sqrt((double)n)) : fmin(32, 3 * cbrt((double)n));
+    int max_iv = (int)cap;
     if (min_iv > max_iv) min_iv = max_iv;
     double isz = o->fft_interval_size > 0 ? o->fft_interval_size : 1;
     int nb;
@@ -784,7 +927,7 @@ static int fft_repulsion(fft_ws *f, const double *y, int64_t n, double *rep, dou
     if (!isfinite(lo) || !isfinite(hi)) return util_err_set(err, "embedding diverged (non-finite coordinates)");
     double span = hi - lo, h;
     if (span <= 0) span = 1e-6;
-    int nb = fft_intervals(o, D, p, span, &h);
+    int nb = fft_intervals(o, n, D, p, span, &h);
     if (fft_setup(f, nb, err) < 0) return -1;
     const int L = f->L;
     const int64_t G = f->G, Gc = f->Gc;
@@ -891,7 +1034,7 @@ struct tsne_grad {
     fft_ws fft;
     double *rep;   /* (n, dims) */
     double *zi;    /* (n) */
-    double *ys[3]; /* (dims) x (n): coordinates by dimension */
+    float *ys[3];  /* (dims) x (n): coordinates by dimension, single precision for the attraction */
     int64_t n_bh, n_fft;   /* AUTO: steps done each way */
 };
 
@@ -907,14 +1050,13 @@ tsne_grad *tsne_grad_create(enum tsne_method method, int64_t n, int dims, const 
     g->n = n;
     g->dims = dims;
     g->o = *o;
-    /* Per-step work below a few thousand points is well under a millisecond per thread: a second
-     * thread then gains little, and on a busy machine every barrier can cost a scheduler time slice. */
-    g->nt = n >= 4096 ? nthreads(o->threads) : 1;
+    /* a step costs some thousand operations per point */
+    g->nt = par(nthreads(o->threads), (double)n * 2000);
     g->rep = util_malloc((size_t)n * dims, sizeof *g->rep, err);
     g->zi = util_malloc((size_t)n, sizeof *g->zi, err);
     if (!g->rep || !g->zi) goto fail;
     for (int dd = 0; dd < dims; dd++)
-        if (!(g->ys[dd] = util_malloc((size_t)n, sizeof(double), err))) goto fail;
+        if (!(g->ys[dd] = util_malloc((size_t)n, sizeof(float), err))) goto fail;
     if (method == TSNE_AUTO && dims != 2) g->method = method = TSNE_BH;
     if (method == TSNE_FFT || method == TSNE_AUTO) {
         g->fft.D = dims;
@@ -968,7 +1110,7 @@ double tsne_exact_z(const double *y, int64_t n, int dims, int threads)
     double *zi = malloc(sizeof *zi * (size_t)n);
     double z = 0;
     if (!zi) return NAN;
-#pragma omp parallel for schedule(dynamic, 64) num_threads(nthreads(threads))
+#pragma omp parallel for schedule(dynamic, 64) num_threads(par(nthreads(threads), (double)n * n))
     for (int64_t i = 0; i < n; i++) zi[i] = exact_z_row(y, n, dims, i);
     for (int64_t i = 0; i < n; i++) z += zi[i];
     free(zi);
@@ -976,16 +1118,17 @@ double tsne_exact_z(const double *y, int64_t n, int dims, int threads)
 }
 
 /* attraction over the sparse P, combined with the repulsion into the gradient.  Coordinates come
- * as separate arrays (ys[dd][j]) so the neighbour loads are plain gathers; eight partial sums per
+ * as separate single-precision arrays (ys[dd][j]) so the neighbour loads are plain gathers, and
+ * twice as many fit a vector (float: 7 digits, plenty for a force of this kind); eight partial sums per
  * coordinate are added in a fixed order at the end, so the loop vectorises without reassociation
  * and gives the same result whatever the vector width. */
-__attribute__((always_inline)) static inline void attract_row(const tsne_sparse *P, const double *const *ys, int D,
+__attribute__((always_inline)) static inline void attract_row(const tsne_sparse *P, const float *const *ys, int D,
                                                               int64_t i, double *a)
 {
     enum { W = 8 };
-    const double *y0 = ys[0], *y1 = ys[1], *y2 = ys[D == 3 ? 2 : 1];
-    const double xi = y0[i], yi = y1[i], zi = D == 3 ? y2[i] : 0;
-    double ax[W] = { 0 }, ay[W] = { 0 }, az[W] = { 0 };
+    const float *y0 = ys[0], *y1 = ys[1], *y2 = ys[D == 3 ? 2 : 1];
+    const float xi = y0[i], yi = y1[i], zi = D == 3 ? y2[i] : 0;
+    float ax[W] = { 0 }, ay[W] = { 0 }, az[W] = { 0 };
     const int32_t *col = P->col;
     const float *val = P->val;
     int64_t e = P->row[i];
@@ -993,16 +1136,16 @@ __attribute__((always_inline)) static inline void attract_row(const tsne_sparse 
     for (; e + W <= e1; e += W)
         for (int l = 0; l < W; l++) {
             int32_t j = col[e + l];
-            double dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
-            double pw = val[e + l] / (1 + dx * dx + dy * dy + dz * dz);
+            float dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
+            float pw = val[e + l] / (1 + dx * dx + dy * dy + dz * dz);
             ax[l] += pw * dx;
             ay[l] += pw * dy;
             az[l] += pw * dz;
         }
     for (int l = 0; e < e1; e++, l++) {
         int32_t j = col[e];
-        double dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
-        double pw = val[e] / (1 + dx * dx + dy * dy + dz * dz);
+        float dx = xi - y0[j], dy = yi - y1[j], dz = D == 3 ? zi - y2[j] : 0;
+        float pw = val[e] / (1 + dx * dx + dy * dy + dz * dz);
         ax[l] += pw * dx;
         ay[l] += pw * dy;
         az[l] += pw * dz;
@@ -1016,7 +1159,7 @@ __attribute__((always_inline)) static inline void attract_row(const tsne_sparse 
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))
-static void attraction(const tsne_sparse *P, const double *const *ys, int D, double exaggeration, double iz,
+static void attraction(const tsne_sparse *P, const float *const *ys, int D, double exaggeration, double iz,
                        const double *rep, double *grad, int nt)
 {
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -1042,7 +1185,7 @@ static enum tsne_method auto_choice(const tsne_grad *g, const double *y)
         if (y[i] > hi) hi = y[i];
     }
     double span = hi - lo > 0 ? hi - lo : 1e-6;
-    int nb = fft_intervals(&g->o, g->dims, g->fft.p, span, &h);
+    int nb = fft_intervals(&g->o, n, g->dims, g->fft.p, span, &h);
     double L = 2.0 * nb * g->fft.p, G = L * L;
     double fft_ns = 7 * G * log2(G) * 0.16 + 30.0 * (double)n;
     double bh_ns = 90.0 * (double)n * log2((double)n + 1);
@@ -1090,8 +1233,8 @@ int tsne_gradient(tsne_grad *g, const tsne_sparse *P, const double *y, double ex
     for (int64_t i = 0; i < n; i++) z += g->zi[i];
     if (!(z > 0) || !isfinite(z)) return util_err_set(err, "embedding diverged (normalisation %g)", z);
     for (int64_t i = 0; i < n; i++)
-        for (int dd = 0; dd < D; dd++) g->ys[dd][i] = y[i * D + dd];
-    attraction(P, (const double *const *)g->ys, D, exaggeration, 1 / z, g->rep, grad, nt);
+        for (int dd = 0; dd < D; dd++) g->ys[dd][i] = (float)y[i * D + dd];
+    attraction(P, (const float *const *)g->ys, D, exaggeration, 1 / z, g->rep, grad, nt);
     if (z_out) *z_out = z;
     return 0;
 }
@@ -1101,7 +1244,7 @@ double tsne_kl(const tsne_sparse *P, const double *y, int dims, double z, int th
     int64_t n = P->n;
     double *part = malloc(sizeof *part * (size_t)n), kl = 0;
     if (!part) return NAN;
-#pragma omp parallel for schedule(static) num_threads(nthreads(threads))
+#pragma omp parallel for schedule(static) num_threads(par(nthreads(threads), 20.0 * (double)P->row[n]))
     for (int64_t i = 0; i < n; i++) {
         double s = 0;
         for (int64_t e = P->row[i]; e < P->row[i + 1]; e++) {
@@ -1183,6 +1326,7 @@ static void orthonormalise(double *v, int d, int b)
  * the data (larger d), then Rayleigh-Ritz; y = centred x times the components.  0 or -1. */
 static int pca_init(const float *x, int64_t n, int d, int dims, double *y, int nt, struct util_err *err)
 {
+    nt = par(nt, (double)n * d * (d <= 2048 ? d : 100));
     int b = dims + 8 < d ? dims + 8 : d;
     int use_cov = d <= 2048;
     double *mean = util_calloc((size_t)d, sizeof *mean, err);
@@ -1323,8 +1467,9 @@ int tsne_run(const float *x, int64_t n, int d, float *yout, const tsne_opts *o, 
     idx = util_malloc((size_t)n * k, sizeof *idx, err);
     dist2 = util_malloc((size_t)n * k, sizeof *dist2, err);
     if (!idx || !dist2) goto done;
-    /* exact mode: every other point is a neighbour, found by brute force */
-    if (tsne_knn(x, n, d, k, method != TSNE_EXACT, o->seed, nt, idx, dist2, err) < 0) goto done;
+    /* blocks where the tree prunes little (many dimensions, or all pairs anyway), else the tree */
+    int how = method == TSNE_EXACT || (d >= 16 && (double)n * n * d <= 5e12) ? 2 : 1;
+    if (tsne_knn(x, n, d, k, how, o->seed, nt, idx, dist2, err) < 0) goto done;
     stats.t_knn = util_now() - t0;
     t0 = util_now();
     pc = util_malloc((size_t)n * k, sizeof *pc, err);
@@ -1380,13 +1525,19 @@ int tsne_run(const float *x, int64_t n, int d, float *yout, const tsne_opts *o, 
             gains[i] = (grad[i] > 0) != (upd[i] > 0) ? gains[i] + 0.2 : gains[i] * 0.8;
             if (gains[i] < 0.01) gains[i] = 0.01;
             upd[i] = mom * upd[i] - eta * gains[i] * grad[i];
-            y[i] += upd[i];
         }
-        if (getenv("TSNE_DEBUG") && it % 50 == 0) {
-            double lo = 1e300, hi = -1e300;
-            for (int64_t i = 0; i < n * D; i++) { lo = fmin(lo, y[i]); hi = fmax(hi, y[i]); }
-            fprintf(stderr, "it %d span %g z %g\n", it, hi - lo, z);
-        }
+        /* no point moves more than max_step per step (as openTSNE): with the large default
+         * learning rate on small sets, early exaggeration would otherwise fling points far away */
+        if (o->max_step > 0)
+            for (int64_t i = 0; i < n; i++) {
+                double s2 = 0;
+                for (int dd = 0; dd < D; dd++) s2 += upd[i * D + dd] * upd[i * D + dd];
+                if (s2 > o->max_step * o->max_step) {
+                    double f = o->max_step / sqrt(s2);
+                    for (int dd = 0; dd < D; dd++) upd[i * D + dd] *= f;
+                }
+            }
+        for (int64_t i = 0; i < n * D; i++) y[i] += upd[i];
         for (int dd = 0; dd < D; dd++) {   /* keep the embedding centred */
             double m = 0;
             for (int64_t i = 0; i < n; i++) m += y[i * D + dd];

@@ -95,6 +95,12 @@ fingerprint = $(shell if [ -e $(call sq,$(1)) ]; then find -L $(call sq,$(1)) -p
 # Write a target through a temporary file so an interrupted recipe never leaves a complete-looking one.
 say = @printf '\n== %s\n' $(call sq,$(1)) >&2
 
+# Trainers (finetune, simclr-train) checkpoint to TARGET.ckpt (TARGET without .tsz) as they go: an
+# interrupted run resumes from it, unless a prerequisite (data, encoder, settings, the tool itself)
+# changed after the checkpoint was written, in which case the checkpoint is deleted.
+CKPT = $(@:.tsz=.ckpt)
+RESUME = --checkpoint $(CKPT)$(if $(wildcard $(CKPT)),$(if $(shell find $^ -newer $(CKPT) 2>/dev/null),$(shell rm -f $(CKPT)), --resume))
+
 $(BIN)/%:
 	@echo "pipelines: $@ does not exist: run 'make' in $(ES_ROOT) first (or set BIN=)" >&2; exit 1
 
@@ -158,10 +164,6 @@ $(WORK)/split/fold%/test.tsz: $(MEL) $(BIN)/tsz
 	$(BIN)/tsz select --fold $* -o $@ $<
 
 # ---- one run (fine-tuning or linear evaluation of one method) over every fold ----
-# finetune checkpoints every epoch to foldK/model.ckpt: an interrupted run resumes from it, unless a
-# prerequisite (data, encoder, settings, the tool itself) changed after it was written.
-CKPT = $(@:.tsz=.ckpt)
-RESUME = --checkpoint $(CKPT)$(if $(wildcard $(CKPT)),$(if $(shell find $^ -newer $(CKPT) 2>/dev/null),$(shell rm -f $(CKPT)), --resume))
 # $(1) run name (ft-vanilla), $(2) method (vanilla), $(3) settings file, $(4) extra finetune options
 define RUN_template
 $(WORK)/$(1)/fold%/model.tsz: $(WORK)/split/fold%/train.tsz $(ENC_$(2)) $(3) $(CFG)/enc-$(2).cfg $(BIN)/finetune

@@ -13,6 +13,8 @@
 #   SIMCLR_EPOCHS   passes over the images (100);  SIMCLR_BATCH  pairs per step (256)
 #   SIMCLR_LR SIMCLR_TEMP SIMCLR_STEM  simclr-train --lr, --temperature, --stem (small: 3x3 stem, no max-pool)
 #   SIMCLR_AUG_OPTS SIMCLR_OPTS        further augment / simclr-train options
+# An interrupted run resumes from $(SIMCLR_WORK)/encoder.ckpt: augment replays the stream from the
+# start and simclr-train skips the pairs it has already trained on.
 #   ARCH WIDTH SEED THREADS BIN        as in common.mk
 
 ifndef EARSIGHT_SIMCLR_MK
@@ -55,7 +57,7 @@ $(SIMCLR_MODEL): $(SIMCLR_TSZ) $(SIMCLR_WORK)/cfg/train.cfg $(BIN)/augment $(BIN
 	  --seed $(SEED) -j 1 $(SIMCLR_AUG_OPTS) $< | \
 	$(RUN) $(BIN)/simclr-train --arch $(ARCH) --width $(WIDTH) --stem $(SIMCLR_STEM) --batch $(SIMCLR_BATCH) \
 	  $(if $(SIMCLR_LR),--lr $(SIMCLR_LR)) $(if $(SIMCLR_TEMP),--temperature $(SIMCLR_TEMP)) --seed $(SEED) \
-	  -j $(THREADS) --log $(SIMCLR_WORK)/train.tsv $(SIMCLR_OPTS) -o $@ -
+	  -j $(THREADS) --log $(SIMCLR_WORK)/train.tsv $(SIMCLR_OPTS) -o $@ $(RESUME) -
 
 .PHONY: simclr
 simclr: $(SIMCLR_MODEL)

@@ -46,7 +46,7 @@ $(SUP_MODEL): $(SUP_WORK)/images.tsz $(SUP_WORK)/cfg/train.cfg $(BIN)/finetune
 	$(call say,supervised pre-training: $(ARCH) width $(WIDTH)$(,) $(SUP_EPOCHS) epochs)
 	$(RUN) $(BIN)/finetune --arch $(ARCH) --width $(WIDTH) --stem $(SUP_STEM) --epochs $(SUP_EPOCHS) \
 	  --batch $(SUP_BATCH) --lr $(SUP_LR) --wd $(WD) --seed $(SEED) -j $(THREADS) \
-	  --log $(SUP_WORK)/train.tsv $(SUP_OPTS) -o $@ $<
+	  --log $(SUP_WORK)/train.tsv $(SUP_OPTS) -o $@ $(RESUME) $<
 
 .PHONY: supervised
 supervised: $(SUP_MODEL)

@@ -15,6 +15,7 @@
 
 #include "nn.h"
 #include "test.h"
+#include "../lib/nn_internal.h"   /* nn_ukernel_enable: both convolution paths are tested */
 
 static util_rng rng;
 
@@ -100,8 +101,9 @@ static double xat(const conv_ctx *k, int c, int n, int i, int j)
                    : k->x[((int64_t)c * k->n + n) * hw + (int64_t)i * k->w + j];
 }
 
-static void test_conv(int k, int stride, int pad, int bias, int nchw, int big_col)
+static void test_conv(int k, int stride, int pad, int bias, int nchw, int big_col, int ukernel)
 {
+    nn_ukernel_enable(ukernel);
     conv_ctx c = {.n = 3, .h = 9, .w = 11, .nchw = nchw};
     const int ci = 3, co = 4;
     c.l = (nn_conv){.c_in = ci, .c_out = co, .k = k, .stride = stride, .pad = pad};
@@ -120,7 +122,8 @@ static void test_conv(int k, int stride, int pad, int bias, int nchw, int big_co
     c.col = alloc((int64_t)(c.cap ? c.cap : 1));
     char what[160];
     snprintf(what, sizeof what, "conv k%d s%d p%d%s %s, %s", k, stride, pad, bias ? " bias" : "",
-             nchw ? "NCHW input" : "CNHW input", big_col ? "batched im2col" : "per-image im2col");
+             nchw ? "NCHW input" : "CNHW input",
+             ukernel ? "micro-kernel" : big_col ? "batched im2col" : "per-image im2col");
     /* forward against the definition, in double */
     conv_run(&c);
     float *ref = alloc(ny);
@@ -165,6 +168,7 @@ static void test_conv(int k, int stride, int pad, int bias, int nchw, int big_co
     snprintf(fw, sizeof fw, "%s: dx written", what);
     test_close(fw, dx2, dx, nx, 1e-5, 1.0);
     free(dx2), free(r), free(dx), free(ref), free(c.x), free(c.y), free(c.col), free(wb);
+    nn_ukernel_enable(1);
 }
 
 /* ---------------------------------------------------------------- batch norm ---- */
@@ -548,14 +552,72 @@ static void test_ntxent(void)
     free(rz), free(rl), free(rg);
 }
 
+/* A convolution large enough for several depth blocks, spatial blocks and channel panels of the
+ * micro-kernel path: forward against the direct sum, backward against the im2col + GEMM path (itself
+ * checked by differences above). */
+static void test_conv_big(int stride)
+{
+    conv_ctx c = {.n = 3, .h = 17, .w = 19, .nchw = 0};
+    const int ci = 50, co = 30, k = 3;
+    c.l = (nn_conv){.c_in = ci, .c_out = co, .k = k, .stride = stride, .pad = 1};
+    const int64_t nw = (int64_t)co * ci * k * k;
+    float *wb = alloc(2 * nw);
+    c.l.w = wb, c.l.dw = wb + nw;
+    fill(c.l.w, nw, 0.1);
+    const int ho = nn_out_size(c.h, k, stride, 1), wo = nn_out_size(c.w, k, stride, 1);
+    const int64_t nx = (int64_t)c.n * ci * c.h * c.w, ny = (int64_t)co * c.n * ho * wo;
+    c.x = alloc(nx), c.y = alloc(ny);
+    fill(c.x, nx, 1.0);
+    c.cap = 1 << 20;
+    c.col = alloc(c.cap);
+    float *ref = alloc(ny), *r = alloc(ny), *dx[2], *dw[2], *y[2];
+    fill(r, ny, 1.0);
+    for (int o = 0; o < co; o++)
+        for (int n = 0; n < c.n; n++)
+            for (int i = 0; i < ho; i++)
+                for (int j = 0; j < wo; j++) {
+                    double acc = 0;
+                    for (int q = 0; q < ci; q++)
+                        for (int a = 0; a < k; a++)
+                            for (int b = 0; b < k; b++) {
+                                const int ii = i * stride - 1 + a, jj = j * stride - 1 + b;
+                                if (ii >= 0 && ii < c.h && jj >= 0 && jj < c.w)
+                                    acc += (double)c.l.w[((o * ci + q) * k + a) * k + b] * xat(&c, q, n, ii, jj);
+                            }
+                    ref[(((int64_t)o * c.n + n) * ho + i) * wo + j] = (float)acc;
+                }
+    for (int uk = 0; uk < 2; uk++) {
+        nn_ukernel_enable(uk);
+        y[uk] = alloc(ny), dx[uk] = alloc(nx), dw[uk] = alloc(nw);
+        nn_conv_forward(&c.l, y[uk], c.x, 0, c.n, c.h, c.w, c.col, c.cap);
+        memset(c.l.dw, 0, sizeof(float) * nw);
+        nn_conv_backward(&c.l, dx[uk], 0, r, c.x, 0, c.n, c.h, c.w, c.col, c.cap);
+        memcpy(dw[uk], c.l.dw, sizeof(float) * nw);
+    }
+    nn_ukernel_enable(1);
+    char what[160];
+    /* 450-term float32 sums of terms ~0.1: absolute error ~1e-6 at values ~2 */
+    snprintf(what, sizeof what, "conv 50->30 k3 s%d 3x17x19, micro-kernel: forward vs direct sum", stride);
+    test_close(what, y[1], ref, ny, 1e-5, 1.0);
+    snprintf(what, sizeof what, "conv 50->30 k3 s%d, micro-kernel vs im2col path: dx", stride);
+    test_close(what, dx[1], dx[0], nx, 1e-5, 1.0);
+    snprintf(what, sizeof what, "conv 50->30 k3 s%d, micro-kernel vs im2col path: dw", stride);
+    test_close(what, dw[1], dw[0], nw, 1e-5, 1.0);
+    for (int uk = 0; uk < 2; uk++) free(y[uk]), free(dx[uk]), free(dw[uk]);
+    free(ref), free(r), free(c.x), free(c.y), free(c.col), free(wb);
+}
+
 int main(void)
 {
     nn_set_threads(1);
     util_rng_seed(&rng, 20240601);
     static const int cfgs[][3] = {{3, 1, 1}, {3, 2, 1}, {1, 1, 0}, {1, 2, 0}, {7, 2, 3}, {5, 1, 2}, {2, 3, 0}};
     for (int i = 0; i < 7; i++)
-        for (int nchw = 0; nchw < 2; nchw++) test_conv(cfgs[i][0], cfgs[i][1], cfgs[i][2], i == 5, nchw, i & 1);
-    test_conv(3, 1, 1, 0, 0, 1);
+        for (int nchw = 0; nchw < 2; nchw++)
+            for (int uk = 0; uk < 2; uk++) test_conv(cfgs[i][0], cfgs[i][1], cfgs[i][2], i == 5, nchw, i & 1, uk);
+    test_conv(3, 1, 1, 0, 0, 1, 0);
+    test_conv_big(1);
+    test_conv_big(2);
     for (int train = 0; train < 2; train++) {
         test_bn(0, train, 0, 0);
         test_bn(0, train, 1, 1);

@@ -117,7 +117,9 @@ simclr-train $R -o r.tsz - <feed 2>run.err &
 pid=$!
 { head -c $((size * 7 / 10)) pairs.tsz; while [ ! -e stop ]; do sleep 0.1; done; } >feed &
 i=0
-while ! grep -q "checkpoint r.ckpt at step 4" run.err && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
+while ! grep -q "checkpoint r.ckpt at step 4" run.err && kill -0 $pid 2>/dev/null && [ $i -lt 1200 ]; do
+    sleep 0.1; i=$((i + 1))
+done
 kill -9 $pid 2>/dev/null
 touch stop
 wait

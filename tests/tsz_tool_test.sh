@@ -287,6 +287,17 @@ tsz from-npy fbe.npy | tsz npy -o gfbe.npy -
 if tail -c 24 gfbe.npy | cmp -s - "$(tail -c 24 f23.npy >f23.data; echo f23.data)"; then
     pass "from-npy converts big-endian Fortran-order (2, 3) to the same C-order array"
 else fail "Fortran/big-endian import: $(tail -c 24 gfbe.npy | od -An -tf4)"; fi
+# Files written by numpy.save itself (../shared/reference) come back byte for byte.
+if d=$(shared_dir) && [ -d "$d/reference/logmel" ]; then
+    ok=1; n=0
+    for f in "$d"/reference/logmel/*.npy "$d"/reference/resnet18_w16/labels.npy "$d"/reference/resnet18_w16/param.conv1.weight.npy; do
+        [ -f "$f" ] || continue
+        tsz from-npy "$f" | tsz npy -o np.npy - && cmp -s "$f" np.npy || { ok=0; echo "differs: $f"; }
+        n=$((n + 1))
+    done
+    if [ $ok -eq 1 ] && [ $n -gt 0 ]; then pass "$n .npy files written by numpy round-trip byte for byte (from-npy, npy)"
+    else fail "numpy-written .npy files do not round-trip"; fi
+else skip "../shared/reference not present: numpy-written .npy files not checked"; fi
 # From-npy round trip of every record of the main stream (f16 and i32 included).
 tsz npy -o all.npz z.tsz
 ok=1

@@ -59,7 +59,8 @@ static void usage(void)
 
 struct opts {
     const char *ckpt;
-    int no_ckpt, threads, set_lr;
+    int no_ckpt, threads, set_lr, optimizer;
+    double momentum;   /* < 0: the optimiser's default */
 };
 
 static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
@@ -105,18 +106,13 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_PHIDDEN: s->cfg.head_hidden = (int)util_opt_long("--proj-hidden", optarg, 1, 65536); break;
         case O_TEMP: s->temperature = util_opt_double("--temperature", optarg, 1e-4, 1e4); break;
         case 'b': s->batch = (int)util_opt_long("--batch", optarg, 2, 1 << 16); break;
-        case O_OPTIM: {
-            const int k = nn_optim_kind_from_name(optarg);
-            if (k < 0) util_usage_error("--optimizer: '%s' is not lars, sgd, adam or adamw", optarg);
-            const double wd = s->optim.weight_decay;
-            nn_optim_opts_default(&s->optim, k);
-            s->optim.weight_decay = wd;
-            if (!o->set_lr) s->lr = k == NN_OPT_ADAM || k == NN_OPT_ADAMW ? 1e-3 : 0.3;
+        case O_OPTIM:
+            if ((o->optimizer = nn_optim_kind_from_name(optarg)) < 0)
+                util_usage_error("--optimizer: '%s' is not lars, sgd, adam or adamw", optarg);
             break;
-        }
         case O_LR: s->lr = util_opt_double("--lr", optarg, 0, 1e30), o->set_lr = 1; break;
         case O_WD: s->optim.weight_decay = util_opt_double("--wd", optarg, 0, 1e6); break;
-        case O_MOM: s->optim.momentum = util_opt_double("--momentum", optarg, 0, 0.9999); break;
+        case O_MOM: o->momentum = util_opt_double("--momentum", optarg, 0, 0.9999); break;
         case O_WARM: s->warmup = util_opt_double("--warmup", optarg, 0, 1e6); break;
         case O_EPOCHS: s->epochs = (int)util_opt_long("--epochs", optarg, 1, 1000000); break;
         case O_SEED: s->seed = (uint64_t)util_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
@@ -144,7 +140,11 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
     if (optind + 1 < argc) util_usage_error("one input stream only ('%s' is extra)", argv[optind + 1]);
     if (optind < argc) s->input = argv[optind];
     if (o->no_ckpt && (o->ckpt || s->resume)) util_usage_error("--no-checkpoint contradicts --checkpoint and --resume");
-    if (s->cfg.head_hidden && s->cfg.head_layers == 0) s->cfg.head_layers = 2;
+    const double wd = s->optim.weight_decay;
+    nn_optim_opts_default(&s->optim, o->optimizer);
+    s->optim.weight_decay = wd;
+    if (o->momentum >= 0) s->optim.momentum = o->momentum;
+    if (!o->set_lr) s->lr = o->optimizer == NN_OPT_ADAM || o->optimizer == NN_OPT_ADAMW ? 1e-3 : 0.3;
 }
 
 int main(int argc, char **argv)
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
     util_set_progname(argv[0]);
     simclr_opts s;
     simclr_opts_default(&s);
-    struct opts o = {0};
+    struct opts o = {.optimizer = NN_OPT_LARS, .momentum = -1};
     parse_args(argc, argv, &s, &o);
     struct util_err err = {{0}};
     char *ckpt = NULL;

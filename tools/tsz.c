@@ -271,7 +271,7 @@ static int cmd_cat(int argc, char **argv)
     struct util_err err = {{0}};
     tsz_attrs attrs;
     tsz_attrs_init(&attrs);
-    tsz_reader **kept = calloc(n, sizeof *kept), *r = NULL;
+    tsz_reader **kept = calloc(n > 0 ? (size_t)n : 1, sizeof *kept), *r = NULL;
     tsz_writer *w = NULL;
     void *buf = NULL;
     size_t cap = 0;
