@@ -1,7 +1,11 @@
-/* weights_bench.c: time to load a full-size ResNet-50 (torchvision shapes, 3 channels, 1000 classes,
- * ~102 MB of f32) from safetensors, a torch.save zip, a legacy .pth and a TSZ stream, all written by
- * our own writers into DIR, next to the time to read() the same bytes into memory (the baseline).
- * Usage: weights_bench DIR [REPS]   Prints one line per format: best and median of REPS loads. */
+/* weights_bench.c: loading a full-size ResNet-50 (torchvision shapes, 3 channels, 1000 classes, ~102 MB
+ * of f32) from safetensors, a torch.save zip, a legacy .pth and a TSZ stream.  Each timed load runs in
+ * a fresh process, as in a tool, so it pays for fresh memory like a user does; the baseline is read()
+ * of the same file into fresh memory, the least any loader must do.
+ *   weights_bench make DIR    write the four files with our writers and check that each loads back exactly
+ *   weights_bench load FILE   load once; print "wall_ms cpu_ms"
+ *   weights_bench read FILE   read() once into a fresh buffer; print "wall_ms cpu_ms"
+ * bench/weights_bench.sh runs these and reports best times and ratios. */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,44 +24,8 @@ static double cpu_now(void)
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static int cmp_d(const void *a, const void *b)
+static int make(const char *dir)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* read() the whole file into a fresh buffer: what any loader must at least pay */
-static double time_read(const char *path, size_t *bytes, double *cpu)
-{
-    double t0 = util_now(), c0 = cpu_now();
-    int fd = open(path, O_RDONLY);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0) return -1;
-    char *buf = malloc((size_t)st.st_size + 1);
-    size_t done = 0;
-    while (buf && done < (size_t)st.st_size) {
-        ssize_t k = read(fd, buf + done, (size_t)st.st_size - done);
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    close(fd);
-    volatile char sink = buf ? buf[done / 2] : 0;   /* keep the read */
-    (void)sink;
-    free(buf);
-    *bytes = done;
-    *cpu = cpu_now() - c0;
-    return util_now() - t0;
-}
-
-int main(int argc, char **argv)
-{
-    util_set_progname(argv[0]);
-    if (argc < 2) {
-        fprintf(stderr, "usage: weights_bench DIR [REPS]\n");
-        return 2;
-    }
-    int reps = argc > 2 ? atoi(argv[2]) : 5;
-    if (reps < 1) reps = 1;
     struct util_err err = {0};
     weights_arch a = {0};
     weights_arch_from_name("resnet50", &a);
@@ -79,53 +47,72 @@ int main(int argc, char **argv)
             else ((int64_t *)t->data)[j] = 1000;
         }
     }
+    free(spec);
     weights_arch_attrs(&a, &s->attrs);
-    static const char *const names[] = {"safetensors", "pth", "pth-legacy", "tsz"};
-    char paths[4][4096];
-    snprintf(paths[0], sizeof paths[0], "%s/resnet50.safetensors", argv[1]);
-    snprintf(paths[1], sizeof paths[1], "%s/resnet50.pth", argv[1]);
-    snprintf(paths[2], sizeof paths[2], "%s/resnet50.legacy.pth", argv[1]);
-    snprintf(paths[3], sizeof paths[3], "%s/resnet50.tsz", argv[1]);
-    if (weights_save_safetensors(s, paths[0], &err) < 0 || weights_save_pth(s, paths[1], 0, &err) < 0 ||
-        weights_save_pth(s, paths[2], 1, &err) < 0 || weights_save_tsz(s, paths[3], NULL, NULL, &err) < 0) {
+    static const char *const files[] = {"resnet50.safetensors", "resnet50.pth", "resnet50.legacy.pth", "resnet50.tsz"};
+    char path[4][4096];
+    for (int f = 0; f < 4; f++) snprintf(path[f], sizeof path[f], "%s/%s", dir, files[f]);
+    if (weights_save_safetensors(s, path[0], &err) < 0 || weights_save_pth(s, path[1], 0, &err) < 0 ||
+        weights_save_pth(s, path[2], 1, &err) < 0 || weights_save_tsz(s, path[3], NULL, NULL, &err) < 0) {
         util_report(&err);
         return 1;
     }
-    printf("resnet50: %d tensors, %lld f32 values (%.1f MB), %d loads each, files in page cache\n", s->n,
-           (long long)weights_numel(s), weights_numel(s) * 4 / 1e6, reps);
-    double *t = malloc(sizeof *t * (size_t)reps), *tr = malloc(sizeof *tr * (size_t)reps);
-    double *c = malloc(sizeof *c * (size_t)reps), *cr = malloc(sizeof *cr * (size_t)reps);
+    /* the timings mean something only if the files load back exactly */
     for (int f = 0; f < 4; f++) {
-        size_t bytes = 0;
-        int same = 1;
-        for (int k = 0; k < reps; k++) {
-            tr[k] = time_read(paths[f], &bytes, &cr[k]);
-            double t0 = util_now(), c0 = cpu_now();
-            weights_set *l = weights_load(paths[f], NULL, &err);
-            t[k] = util_now() - t0;
-            c[k] = cpu_now() - c0;
-            if (!l) { util_report(&err); return 1; }
-            if (k == 0) /* the bytes must be right for the time to mean anything */
-                for (int i = 0; i < s->n && same; i++)
-                    same = strcmp(l->t[i].name, s->t[i].name) == 0 &&
-                           memcmp(l->t[i].data, s->t[i].data, (size_t)s->t[i].numel * (s->t[i].dtype == TSZ_F32 ? 4 : 8)) == 0;
-            weights_free(l);
+        weights_set *l = weights_load(path[f], NULL, &err);
+        if (!l) { util_report(&err); return 1; }
+        int same = l->n == s->n;
+        for (int i = 0; i < s->n && same; i++)
+            same = strcmp(l->t[i].name, s->t[i].name) == 0 &&
+                   memcmp(l->t[i].data, s->t[i].data, (size_t)s->t[i].numel * (s->t[i].dtype == TSZ_F32 ? 4 : 8)) == 0;
+        weights_free(l);
+        if (!same) {
+            fprintf(stderr, "weights_bench: %s does not load back the tensors written\n", path[f]);
+            return 1;
         }
-        qsort(t, (size_t)reps, sizeof *t, cmp_d);
-        qsort(tr, (size_t)reps, sizeof *tr, cmp_d);
-        qsort(c, (size_t)reps, sizeof *c, cmp_d);
-        qsort(cr, (size_t)reps, sizeof *cr, cmp_d);
-        printf("load %-11s %6.1f MB: wall best %7.1f ms, median %7.1f ms (%5.2f GB/s), cpu best %7.1f ms; "
-               "read() of the file: wall %6.1f ms, cpu %6.1f ms; load/read wall %.2fx, cpu %.2fx%s\n",
-               names[f], bytes / 1e6, t[0] * 1e3, t[reps / 2] * 1e3, bytes / t[0] / 1e9, c[0] * 1e3, tr[0] * 1e3,
-               cr[0] * 1e3, t[0] / tr[0], c[0] / cr[0], same ? "" : "  CONTENT DIFFERS");
-        if (!same) return 1;
     }
-    free(t);
-    free(tr);
-    free(c);
-    free(cr);
-    free(spec);
+    printf("resnet50: %d tensors, %lld f32 values (%.1f MB); 4 files written and checked\n", s->n,
+           (long long)weights_numel(s), weights_numel(s) * 4 / 1e6);
     weights_free(s);
     return 0;
+}
+
+int main(int argc, char **argv)
+{
+    util_set_progname(argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: weights_bench make DIR | load FILE | read FILE\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "make") == 0) return make(argv[2]);
+    double t0 = util_now(), c0 = cpu_now();
+    if (strcmp(argv[1], "load") == 0) {
+        struct util_err err = {0};
+        weights_set *l = weights_load(argv[2], NULL, &err);
+        if (!l) { util_report(&err); return 1; }
+        double t = util_now() - t0, c = cpu_now() - c0;
+        printf("%.2f %.2f\n", t * 1e3, c * 1e3);
+        weights_free(l);
+        return 0;
+    }
+    if (strcmp(argv[1], "read") == 0) {
+        int fd = open(argv[2], O_RDONLY);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) { perror(argv[2]); return 1; }
+        char *buf = malloc((size_t)st.st_size + 1);
+        size_t done = 0;
+        while (buf && done < (size_t)st.st_size) {
+            ssize_t k = read(fd, buf + done, (size_t)st.st_size - done);
+            if (k <= 0) break;
+            done += (size_t)k;
+        }
+        close(fd);
+        double t = util_now() - t0, c = cpu_now() - c0;
+        if (done != (size_t)st.st_size) return 1;
+        printf("%.2f %.2f\n", t * 1e3, c * 1e3);
+        free(buf);
+        return 0;
+    }
+    fprintf(stderr, "usage: weights_bench make DIR | load FILE | read FILE\n");
+    return 2;
 }

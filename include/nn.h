@@ -1,7 +1,8 @@
 /* nn.h: earsight's CPU neural-network engine.  Layers with forward and backward, ResNet-18/34/50 with
  * torchvision's layout and parameter names, an optional SimCLR projection head, softmax cross-entropy
  * and NT-Xent losses, SGD/Adam/AdamW/LARS with parameter groups, learning-rate schedules, and model
- * files as TSZ streams.  Convolutions run as GEMMs on BLIS (kernel choice: nn_init).
+ * files as TSZ streams.  Convolutions run on BLIS's sgemm micro-kernel with the image columns packed
+ * straight into its panel format (im2col + BLIS GEMM when that is unavailable); kernel choice: nn_init.
  *
  * Activation layout: inside the engine, image tensors are stored channel-major, (C, N, H, W), so that a
  * convolution over the whole batch is one GEMM and batch norm reduces contiguous rows.  Everything a
@@ -35,7 +36,8 @@
 const char *nn_init(void);
 /* Threads for the engine's GEMMs and OpenMP loops (n >= 1; default 1, or BLIS_NUM_THREADS when set).
  * Results are bit-identical for any thread count: no sum is split across threads (GEMMs are split into
- * slabs of C, each summed by single-threaded BLIS in the same order; BN statistics are per channel). */
+ * slabs of C, each summed by single-threaded BLIS in the same order; BN statistics are per channel).
+ * Each thread gets a packing buffer of about 2.5 MB here, once (never during a training step). */
 void nn_set_threads(int n);
 int nn_threads(void);
 /* Row-major C (m, n; row stride ldc) = alpha op(A) op(B) + beta C through BLIS; ta/tb 1 = transposed.
@@ -60,7 +62,7 @@ typedef struct {
  * GEMM cover several images. */
 size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw);
 /* y (c_out, n, ho, wo) from x (c_in, n, h, w), or x (n, c_in, h, w) when x_nchw (the model input).
- * col: workspace of col_cap >= nn_conv_col_min floats. */
+ * col: workspace of col_cap >= nn_conv_col_min floats (nn_ws_create sizes it for the fast path). */
 void nn_conv_forward(const nn_conv *l, float *y, const float *x, int x_nchw, int n, int h, int w,
                      float *col, size_t col_cap);
 /* Adds into dw (and db); if dx is non-NULL writes (dx_add 0) or adds (dx_add 1) the input gradient,

@@ -109,7 +109,7 @@ typedef struct {
     const char *output;      /* final model ("-" stdout) */
     nn_config cfg;           /* arch, width, stem, head_layers/hidden/out; in_ch comes from the stream */
     nn_optim_opts optim;     /* kind, weight decay, momentum, trust, decay_bn_bias */
-    double lr;               /* base learning rate; the schedule peaks at lr * batch / 256 */
+    double lr;               /* base learning rate (1.2); the schedule peaks at lr * batch / 256 */
     double temperature;      /* NT-Xent temperature (0.5) */
     int batch;               /* pairs per step */
     double warmup;           /* epochs of linear warm-up (< 0: 10, or a tenth of a shorter run) */
@@ -119,7 +119,7 @@ typedef struct {
     const char *knn_train, *knn_val;
     int knn_every;           /* epochs between k-NN evaluations (also before training and at the end) */
     const char *ckpt;        /* NULL: no checkpoints */
-    int64_t ckpt_every;      /* steps between checkpoints (0: one epoch's worth) */
+    int64_t ckpt_every;      /* steps between checkpoints (0: at the end of every epoch) */
     int resume, keep_ckpt;
     int queue;               /* batches in the reader's queue (>= 2) */
     int verbose;

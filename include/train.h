@@ -16,9 +16,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdio.h>
+
 #include "nn.h"
 #include "tsz.h"
 #include "util.h"
+#include "weights.h"
 
 /* ---------------------------------------------------------------- reading examples ---- */
 
@@ -147,6 +150,10 @@ int train_ckpt_load(const char *path, nn_model *m, nn_optim *opt, tsz_attrs *sta
  * checkpoint through weights(3) (heads dropped, architecture inferred).  attrs (may be NULL; initialised
  * by the caller) receives the file's attributes.  NULL on failure. */
 nn_model *train_load_model(const char *path, tsz_attrs *attrs, struct util_err *err);
+/* train_load_model with weights(3) options: wo (--key, --strip-prefix; may be NULL), arch forces the
+ * architecture (NULL: inferred), flags WEIGHTS_NON_STRICT; loader notes go to notes (NULL: dropped). */
+nn_model *train_load_model_ex(const char *path, const weights_opts *wo, const char *arch, int flags, FILE *notes,
+                              tsz_attrs *attrs, struct util_err *err);
 /* "m.tsz" -> "m" + suffix ("m.best.tsz", "m.ckpt"); a name without ".tsz" gets the suffix appended.
  * malloc'd, NULL when out of memory. */
 char *train_derived_path(const char *path, const char *suffix);

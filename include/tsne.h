@@ -1,8 +1,9 @@
 /* tsne.h: t-SNE (van der Maaten 2008/2014) with three ways to compute the repulsive forces: exact
  * O(N^2), Barnes-Hut on a quadtree/octree, and FFT-accelerated interpolation on a grid (FIt-SNE,
  * Linderman et al. 2019).  Affinities come from perplexity calibration by bisection on the k nearest
- * neighbours (k = 3 * perplexity) found with a vantage-point tree; --exact uses all N-1 neighbours.
- * Deterministic for given inputs, seed and thread count. */
+ * neighbours (k = 3 * perplexity), found with a vantage-point tree in few dimensions and by blocked
+ * brute force in many; the exact method uses all N-1 neighbours.  Deterministic for given inputs
+ * and seed, whatever the thread count. */
 #ifndef EARSIGHT_TSNE_H
 #define EARSIGHT_TSNE_H
 
@@ -55,9 +56,9 @@ typedef struct {
     double t_knn, t_affinity, t_optimise;   /* seconds */
 } tsne_stats;
 
-/* Embed n points of d dimensions (x: n x d, row-major) into y (n x o->dims).  n >= 2 and the
- * perplexity must be below n - 1 (the caller can lower it: see tsne_max_perplexity).
- * 0 or -1 (bad arguments, memory). */
+/* Embed n points of d dimensions (x: n x d, row-major) into y (n x o->dims).  n >= 2, the
+ * perplexity at most tsne_max_perplexity(n), the exact method for n <= 4000.
+ * 0 or -1 (bad arguments, non-finite input, memory). */
 int tsne_run(const float *x, int64_t n, int d, float *y, const tsne_opts *o, tsne_stats *st,
              struct util_err *err);
 /* The largest perplexity usable with n points ((n - 1) / 3, so that k = 3 * perplexity < n). */

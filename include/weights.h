@@ -10,6 +10,7 @@
 #define EARSIGHT_WEIGHTS_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "tsz.h"
@@ -87,6 +88,9 @@ weights_tensor *weights_add(weights_set *s, const char *name, enum tsz_dtype dty
 weights_tensor *weights_find(const weights_set *s, const char *name);
 /* Number of f32 elements (parameters and buffers; counters excluded). */
 int64_t weights_numel(const weights_set *s);
+/* Number of learnable parameters as torchvision counts them: f32 elements outside BatchNorm running
+ * statistics (*.running_mean, *.running_var); 25,557,032 for ResNet-50. */
+int64_t weights_param_count(const weights_set *s);
 /* Distinct file dtypes, "f16" or "f32+i64" into buf. */
 void weights_dtypes(const weights_set *s, char *buf, size_t cap);
 /* The notes, one per line ("" when none); a tool prints each as "TOOL: FILE: LINE" on stderr. */
@@ -153,5 +157,15 @@ int weights_save_pth(const weights_set *s, const char *path, int legacy, struct 
 #define WEIGHTS_MAX_TENSORS 1000000        /* tensors in one file */
 #define WEIGHTS_MAX_HEADER (100u << 20)    /* safetensors JSON header bytes (as the reference parser) */
 #define WEIGHTS_MAX_PICKLE_DEPTH 1000      /* nested MARKs in a pickle */
+
+/* ---- tools (lib/weights_convert.c) ---- */
+/* `tsz convert`: load in, infer and match the ResNet (arch forces it), write out as .safetensors, .pth or
+ * a TSZ model stream (by extension) with the command line hist_argv in its history; notes go to stderr
+ * prefixed "PROG: FILE: ".  0 or -1. */
+int weights_convert_run(const char *in, const char *out, const weights_opts *lo, const char *arch, int flags,
+                        int hist_argc, char **hist_argv, const tsz_wopts *w, const char *prog,
+                        struct util_err *err);
+/* `tsz info` of a non-TSZ model file: format, architecture, tensors, parameters, dtypes.  0 or -1. */
+int weights_info_print(const char *path, FILE *f, struct util_err *err);
 
 #endif

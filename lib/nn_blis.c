@@ -138,28 +138,8 @@ static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float 
                  m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
 }
 
-#ifdef NN_PROFILE   /* development only: time and FLOPs spent in GEMMs */
-double nn_prof_gemm_s, nn_prof_gemm_flop;
-#endif
-
-static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
-
 void nn_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
-{
-#ifdef NN_PROFILE
-    double t = util_now();
-    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    nn_prof_gemm_s += util_now() - t;
-    nn_prof_gemm_flop += 2.0 * m * n * k;
-#else
-    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-#endif
-}
-
-static void sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
-                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0) return;
     nn_init();

@@ -2,7 +2,10 @@
 #ifndef EARSIGHT_NN_INTERNAL_H
 #define EARSIGHT_NN_INTERNAL_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "nn.h"
 
 /* Hot elementwise loops are compiled three times and the best version for the running CPU is picked
  * when the program starts (GNU ifunc), so one binary uses AVX-512 where it exists and never executes
@@ -39,5 +42,8 @@ float *nn_pack_buffer(void);
  * and B an NR-wide packed micro-panel of depth k.  beta 0 never reads C. */
 void nn_ukernel(int m, int n, int k, const float *a, const float *b, float beta, float *c, int64_t rs_c,
                 int64_t cs_c);
+/* Workspace floats a convolution needs to run forward and backward on the micro-kernel (packed kernels);
+ * with less it falls back to im2col + GEMM. */
+size_t nn_conv_ws_fast(const nn_conv *l, int x_nchw);
 
 #endif

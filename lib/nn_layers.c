@@ -1,6 +1,9 @@
 /* nn_layers.c: forward and backward of the engine's layers, each pair side by side.  Image tensors are
  * channel-major (C, N, H, W); semantics follow torch.nn (Conv2d, BatchNorm1d/2d with momentum 0.1 and
- * the unbiased running variance, MaxPool2d, AdaptiveAvgPool2d(1), Linear, Dropout). */
+ * the unbiased running variance, MaxPool2d, AdaptiveAvgPool2d(1), Linear, Dropout).
+ * Convolutions drive BLIS's micro-kernel directly, packing image columns straight into its panels
+ * (forward, stride-1 input gradient as a convolution with the flipped kernel, weight gradient); the
+ * im2col + BLIS GEMM path remains for when the kernel or workspace is unavailable, and both are tested. */
 #include <assert.h>
 #include <math.h>
 #include <string.h>
@@ -95,6 +98,21 @@ static size_t col_fwd(const nn_conv *l, int h, int w)
 static size_t col_bwd(const nn_conv *l, int h, int w) { return (size_t)l->c_out * l->k * l->k * h * w; }
 
 static size_t wt_size(const nn_conv *l) { return ((size_t)l->c_out * l->c_in * l->k * l->k + 15) & ~(size_t)15; }
+
+size_t nn_conv_ws_fast(const nn_conv *l, int x_nchw)
+{
+    const nn_ukinfo *u = nn_ukernel_info();
+    if (!u || conv_direct(l, x_nchw)) return 0;
+    const int C = u->spatial_a ? u->nr : u->mr;
+    const size_t k2 = (size_t)l->k * l->k;
+    size_t need = (size_t)l->c_in * k2 * ((l->c_out + C - 1) / C * C);   /* packed kernel */
+    if (conv_transposed_bwd(l, x_nchw)) {
+        /* transposed kernel, then its packed form */
+        const size_t t = wt_size(l) + (size_t)l->c_out * k2 * ((l->c_in + C - 1) / C * C);
+        if (t > need) need = t;
+    }
+    return need;
+}
 
 size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw)
 {
@@ -303,10 +321,109 @@ static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, 
     return 1;
 }
 
+/* Rows p0 .. p0+nr-1 of the implicit column matrix at spatial positions s0 .. s0+sl-1, row-major into t
+ * (row stride ldt): the same runs as pack_cols, one output row at a time. */
+static void gather_rows(float *t, int64_t ldt, const float *x, int64_t sc, int64_t sn, const nn_conv *l, int h, int w,
+                        int ho, int wo, int p0, int nr, int64_t s0, int sl)
+{
+    const int k = l->k, st = l->stride, pad = l->pad;
+    const int64_t hwo = (int64_t)ho * wo;
+    for (int o = 0; o < sl;) {
+        const int64_t s = s0 + o;
+        const int ni = (int)(s / hwo), oh = (int)(s % hwo / wo), ow0 = (int)(s % wo);
+        const int rl = wo - ow0 < sl - o ? wo - ow0 : sl - o;
+        const float *xn = x + (int64_t)ni * sn;
+        int ci = p0 / (k * k), kh = p0 / k % k, kw = p0 % k;
+        for (int r = 0; r < nr; r++) {
+            float *d = t + r * ldt + o;
+            const int ih = oh * st - pad + kh;
+            if (ih < 0 || ih >= h) {
+                memset(d, 0, sizeof(float) * rl);
+            } else {
+                const float *xr = xn + ci * sc + (int64_t)ih * w;
+                if (st == 1) {
+                    int lo = pad - kw - ow0, hi = w + pad - kw - ow0;
+                    if (lo < 0) lo = 0;
+                    if (lo > rl) lo = rl;
+                    if (hi > rl) hi = rl;
+                    if (hi < lo) hi = lo;
+                    for (int j = 0; j < lo; j++) d[j] = 0;
+                    memcpy(d + lo, xr + ow0 + lo - pad + kw, sizeof(float) * (hi - lo));
+                    for (int j = hi; j < rl; j++) d[j] = 0;
+                } else {
+                    for (int j = 0; j < rl; j++) {
+                        const int iw = (ow0 + j) * st - pad + kw;
+                        d[j] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
+                    }
+                }
+            }
+            if (++kw == k) {
+                kw = 0;
+                if (++kh == k) kh = 0, ci++;
+            }
+        }
+        o += rl;
+    }
+}
+
+typedef float v8sf __attribute__((vector_size(32)));
+typedef int v8si __attribute__((vector_size(32)));
+
+/* dst[s*W + j] = src[j*lds + s] for j < nr, 0 for nr <= j < W, s < len: a panel of width W made from nr
+ * rows.  8x8 blocks are transposed in registers (generic vector shuffles, compiled for each ISA); a lane
+ * group of 4 (W = 12 or 6 + ...) stores half a block. */
+NN_SIMD static void transpose_pack(float *dst, int W, const float *src, int64_t lds, int nr, int len)
+{
+    static const v8si lo1 = {0, 8, 1, 9, 4, 12, 5, 13}, hi1 = {2, 10, 3, 11, 6, 14, 7, 15};
+    static const v8si lo2 = {0, 1, 8, 9, 4, 5, 12, 13}, hi2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    static const v8si lo4 = {0, 1, 2, 3, 8, 9, 10, 11}, hi4 = {4, 5, 6, 7, 12, 13, 14, 15};
+    const v8sf zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    int s = 0;
+    for (; s + 8 <= len; s += 8) {
+        for (int j = 0; j < W; j += 8) {
+            const int nl = W - j < 8 ? W - j : 8;
+            if (nl != 8 && nl != 4) {   /* odd lane counts: element by element */
+                for (int c = 0; c < 8; c++)
+                    for (int i = 0; i < nl; i++)
+                        dst[(int64_t)(s + c) * W + j + i] = j + i < nr ? src[(int64_t)(j + i) * lds + s + c] : 0.0f;
+                continue;
+            }
+            v8sf r0, r1, r2, r3, r4, r5, r6, r7;
+#define LD(i, r) if (j + i < nr) memcpy(&r, src + (int64_t)(j + i) * lds + s, sizeof r); else r = zero
+            LD(0, r0); LD(1, r1); LD(2, r2); LD(3, r3); LD(4, r4); LD(5, r5); LD(6, r6); LD(7, r7);
+#undef LD
+            v8sf t0 = __builtin_shuffle(r0, r1, lo1), t1 = __builtin_shuffle(r0, r1, hi1);
+            v8sf t2 = __builtin_shuffle(r2, r3, lo1), t3 = __builtin_shuffle(r2, r3, hi1);
+            v8sf t4 = __builtin_shuffle(r4, r5, lo1), t5 = __builtin_shuffle(r4, r5, hi1);
+            v8sf t6 = __builtin_shuffle(r6, r7, lo1), t7 = __builtin_shuffle(r6, r7, hi1);
+            /* u0 = columns 0,4 of rows 0-3, u1 = 1,5, u2 = 2,6, u3 = 3,7; u4..u7 the same for rows 4-7 */
+            v8sf u0 = __builtin_shuffle(t0, t2, lo2), u1 = __builtin_shuffle(t0, t2, hi2);
+            v8sf u2 = __builtin_shuffle(t1, t3, lo2), u3 = __builtin_shuffle(t1, t3, hi2);
+            v8sf u4 = __builtin_shuffle(t4, t6, lo2), u5 = __builtin_shuffle(t4, t6, hi2);
+            v8sf u6 = __builtin_shuffle(t5, t7, lo2), u7 = __builtin_shuffle(t5, t7, hi2);
+            v8sf c0 = __builtin_shuffle(u0, u4, lo4), c4 = __builtin_shuffle(u0, u4, hi4);
+            v8sf c1 = __builtin_shuffle(u1, u5, lo4), c5 = __builtin_shuffle(u1, u5, hi4);
+            v8sf c2 = __builtin_shuffle(u2, u6, lo4), c6 = __builtin_shuffle(u2, u6, hi4);
+            v8sf c3 = __builtin_shuffle(u3, u7, lo4), c7 = __builtin_shuffle(u3, u7, hi4);
+            float *d = dst + (int64_t)s * W + j;
+            if (nl == 8) {
+                memcpy(d, &c0, 32), memcpy(d + W, &c1, 32), memcpy(d + 2 * W, &c2, 32), memcpy(d + 3 * W, &c3, 32);
+                memcpy(d + 4 * W, &c4, 32), memcpy(d + 5 * W, &c5, 32), memcpy(d + 6 * W, &c6, 32), memcpy(d + 7 * W, &c7, 32);
+            } else {
+                memcpy(d, &c0, 16), memcpy(d + W, &c1, 16), memcpy(d + 2 * W, &c2, 16), memcpy(d + 3 * W, &c3, 16);
+                memcpy(d + 4 * W, &c4, 16), memcpy(d + 5 * W, &c5, 16), memcpy(d + 6 * W, &c6, 16), memcpy(d + 7 * W, &c7, 16);
+            }
+        }
+    }
+    for (; s < len; s++)
+        for (int j = 0; j < W; j++) dst[(int64_t)s * W + j] = j < nr ? src[(int64_t)j * lds + s] : 0.0f;
+}
+
 /* dw += dy . col^T through the micro-kernel: C tiles of (kernel rows p, output channels), summed over
  * the spatial positions in depth blocks.  Both operands are packed transposed (one group of tile-width
- * values per position): column rows straight from the image, dy rows from the output gradient.
- * Threads take blocks of kernel rows; every tile is summed by one thread in a fixed order. */
+ * values per position): column rows gathered from the image, dy rows from the output gradient, then
+ * turned into panels by in-register 8x8 transposes.  Threads take blocks of kernel rows; every tile is
+ * summed by one thread in a fixed order. */
 static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h,
                            int w)
 {
@@ -315,62 +432,29 @@ static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, in
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     const int T = nn_threads();
-    int pb = (K + 2 * T - 1) / (2 * T);           /* at least two blocks per thread when K allows */
+    int pb = (K + T - 1) / T;   /* one block per thread when K allows (each block packs all of dy) */
     pb = (pb + S - 1) / S * S;
     if (pb > u->sb) pb = u->sb;
     const size_t colp_floats = ((size_t)pb * KC + 15) & ~(size_t)15;
-    if (colp_floats + (size_t)cpad * KC > u->buf_floats) return 0;
-    const int k = l->k, st = l->stride, pad = l->pad;
-    const int ho = nn_out_size(h, k, st, pad), wo = nn_out_size(w, k, st, pad);
-    const int64_t hwo = (int64_t)ho * wo, cols = n * hwo, ldy = cols;
+    /* buffer: column panels, dy panels, and S rows of gathered columns */
+    if (colp_floats + (size_t)cpad * KC + (size_t)S * KC > u->buf_floats) return 0;
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int64_t cols = (int64_t)n * ho * wo, ldy = cols;
     const int npb = (K + pb - 1) / pb, ncp = cpad / C;
 #pragma omp parallel for schedule(static) if (npb > 1 && cols * K * l->c_out > 4 * NN_PAR_MIN)
     for (int b = 0; b < npb; b++) {
-        float *colp = nn_pack_buffer(), *dyp = colp + colp_floats;
+        float *colp = nn_pack_buffer(), *dyp = colp + colp_floats, *rows = dyp + (size_t)cpad * KC;
         const int p0 = b * pb, pl = K - p0 < pb ? K - p0 : pb, nq = (pl + S - 1) / S;
         for (int64_t s0 = 0; s0 < cols; s0 += KC) {
             const int sl = cols - s0 < KC ? (int)(cols - s0) : KC;
-            /* column panels: panel q, position s, lane j = kernel row p0 + q*S + j */
             for (int q = 0; q < nq; q++) {
-                float *d = colp + (int64_t)q * sl * S;
-                for (int j = 0; j < S; j++) {
-                    const int p = p0 + q * S + j;
-                    if (j >= pl - q * S) {
-                        for (int s = 0; s < sl; s++) d[(int64_t)s * S + j] = 0.0f;
-                        continue;
-                    }
-                    const int ci = p / (k * k), kh = p / k % k, kw = p % k;
-                    for (int s = 0; s < sl;) {
-                        const int64_t sp = s0 + s;
-                        const int ni = (int)(sp / hwo), oh = (int)(sp % hwo / wo), ow0 = (int)(sp % wo);
-                        const int rl = wo - ow0 < sl - s ? wo - ow0 : sl - s;
-                        const int ih = oh * st - pad + kh;
-                        float *dd = d + (int64_t)s * S + j;
-                        if (ih < 0 || ih >= h) {
-                            for (int r = 0; r < rl; r++) dd[(int64_t)r * S] = 0.0f;
-                        } else {
-                            const float *xr = x + ci * sc + ni * sn + (int64_t)ih * w;
-                            for (int r = 0; r < rl; r++) {
-                                const int iw = (ow0 + r) * st - pad + kw;
-                                dd[(int64_t)r * S] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
-                            }
-                        }
-                        s += rl;
-                    }
-                }
+                const int nr = pl - q * S < S ? pl - q * S : S;
+                gather_rows(rows, KC, x, sc, sn, l, h, w, ho, wo, p0 + q * S, nr, s0, sl);
+                transpose_pack(colp + (int64_t)q * sl * S, S, rows, KC, nr, sl);
             }
-            /* dy panels: panel cp, position s, lane j = channel cp*C + j */
             for (int cp = 0; cp < ncp; cp++) {
-                float *d = dyp + (int64_t)cp * sl * C;
-                for (int j = 0; j < C; j++) {
-                    const int co = cp * C + j;
-                    if (co >= l->c_out) {
-                        for (int s = 0; s < sl; s++) d[(int64_t)s * C + j] = 0.0f;
-                    } else {
-                        const float *g = dy + co * ldy + s0;
-                        for (int s = 0; s < sl; s++) d[(int64_t)s * C + j] = g[s];
-                    }
-                }
+                const int nc = l->c_out - cp * C < C ? l->c_out - cp * C : C;
+                transpose_pack(dyp + (int64_t)cp * sl * C, C, dy + (int64_t)cp * C * ldy + s0, ldy, nc, sl);
             }
             for (int cp = 0; cp < ncp; cp++) {
                 const int nc = l->c_out - cp * C < C ? l->c_out - cp * C : C;

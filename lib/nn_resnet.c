@@ -12,9 +12,7 @@
 
 /* im2col workspace: enough for the largest convolution on one image, and up to this many floats so
  * that a GEMM covers several images of a small layer (wider GEMMs run closer to peak). */
-#ifndef COL_TARGET
 #define COL_TARGET ((size_t)6 << 20)
-#endif
 
 void nn_config_default(nn_config *c)
 {
@@ -491,12 +489,21 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
     /* backward scratch: the blocks rotate through all four (each as large as the largest block tensor);
      * the stem's backward needs two of its own size, g[0] and g[1] */
     for (int i = 0; i < 4; i++) ws->g[i] = take(a, i < 2 && stem_act > maxact ? stem_act : maxact, sizeof(float));
-    /* the largest convolution on one image at least; more images per GEMM up to COL_TARGET */
+    /* the largest convolution on one image at least; more images per GEMM up to COL_TARGET; and room
+     * for every convolution's packed kernels (the micro-kernel path) */
     size_t cap = col;
     if (col > 0 && col < COL_TARGET) {
         size_t per = COL_TARGET / col;
         cap = col * (per < (size_t)B ? per : (size_t)B);
     }
+    size_t fast = nn_conv_ws_fast(&m->conv1, 1);
+    for (int b = 0; b < m->n_blocks; b++) {
+        const nn_block *k = &m->blocks[b];
+        const nn_conv *cv[4] = {&k->conv1, &k->conv2, &k->conv3, &k->down};
+        for (int i = 0; i < 4; i++)
+            if (cv[i]->c_out && nn_conv_ws_fast(cv[i], 0) > fast) fast = nn_conv_ws_fast(cv[i], 0);
+    }
+    if (fast > cap) cap = fast;
     ws->col_cap = cap;
     ws->col = take(a, cap ? cap : 1, sizeof(float));
 }

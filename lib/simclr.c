@@ -559,7 +559,7 @@ void simclr_opts_default(simclr_opts *o)
     o->cfg.head_layers = 2, o->cfg.head_hidden = 0, o->cfg.head_out = 128;
     nn_optim_opts_default(&o->optim, NN_OPT_LARS);
     o->optim.weight_decay = 1e-6;
-    o->lr = 0.3;
+    o->lr = 1.2;
     o->temperature = 0.5;
     o->batch = 256;
     o->warmup = -1;
@@ -724,7 +724,6 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     if (W > S) W = S;
     const nn_sched sched = {.kind = NN_SCHED_COSINE, .base_lr = o->lr * B / 256.0, .warmup = W, .total = S,
                             .final_lr = 0};
-    const int64_t every = o->ckpt_every > 0 ? o->ckpt_every : (llround(per_epoch / B) > 0 ? llround(per_epoch / B) : 1);
 
     /* The network and its trainer. */
     nn_config cfg = o->cfg;
@@ -854,7 +853,8 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
          * next whole number otherwise, so the floor is right. */
         int64_t e_now = (int64_t)((double)(done * B) * E / (double)pairs_total);   /* exact: see below */
         if (e_now > E || done == S) e_now = E;
-        if (e_now > epoch_done) {
+        const int epoch_end = e_now > epoch_done;
+        if (epoch_end) {
             epoch_done = e_now;
             const double now = util_now(), secs = now - t_ep, wt = simclr_stream_wait_seconds(st) - wait_ep;
             double knn_acc = NAN;
@@ -877,7 +877,8 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             ep_loss = 0, ep_steps = ep_correct = ep_views = 0;
             t_ep = util_now(), wait_ep = simclr_stream_wait_seconds(st), ep_pairs0 = done;
         }
-        if (o->ckpt && done % every == 0 && done < S) {
+        /* every --checkpoint-every steps, else at the end of every epoch */
+        if (o->ckpt && done < S && (o->ckpt_every > 0 ? done % o->ckpt_every == 0 : epoch_end)) {
             const int64_t bad = train_first_nonfinite(m);
             if (bad >= 0) {
                 util_err_set(err, "%s: step %lld: a parameter or running statistic became non-finite (value %lld); "

@@ -586,20 +586,36 @@ done:
     return rc;
 }
 
-static nn_model *model_from_weights(const char *path, tsz_attrs *attrs, struct util_err *err)
+/* Each note of s as "TOOL: FILE: NOTE" on f (NULL: none). */
+static void print_weight_notes(const weights_set *s, const char *path, FILE *f)
+{
+    if (!f) return;
+    for (const char *p = weights_notes(s); *p;) {
+        const char *e = strchr(p, '\n');
+        int len = e ? (int)(e - p) : (int)strlen(p);
+        if (len) fprintf(f, "%s: %s: %.*s\n", util_progname(), path, len, p);
+        p += len + (e != NULL);
+    }
+}
+
+static nn_model *model_from_weights(const char *path, const weights_opts *wo, const char *arch, int flags,
+                                    FILE *notes, tsz_attrs *attrs, struct util_err *err)
 {
     nn_model *m = NULL;
     weights_spec *spec = NULL;
     int n_spec = 0;
-    weights_set *s = weights_load(path, NULL, err);
+    weights_set *s = weights_load(path, wo, err);
     if (!s) return NULL;
     weights_arch a;
     struct util_err e2 = {{0}};
-    if (weights_infer_resnet(s, NULL, &a, &e2) < 0 || weights_resnet_spec(&a, &spec, &n_spec, &e2) < 0 ||
-        weights_match(s, spec, n_spec, 0, &e2) < 0) {
-        util_err_set(err, "%s: %s", path, e2.msg);
+    if (weights_infer_resnet(s, arch, &a, &e2) < 0 || weights_resnet_spec(&a, &spec, &n_spec, &e2) < 0 ||
+        weights_match(s, spec, n_spec, flags, &e2) < 0) {
+        print_weight_notes(s, path, notes);
+        if (strncmp(e2.msg, path, strlen(path)) == 0) util_err_set(err, "%s", e2.msg);   /* already named */
+        else util_err_set(err, "%s: %s", path, e2.msg);
         goto done;
     }
+    print_weight_notes(s, path, notes);
     nn_config cfg;
     nn_config_default(&cfg);
     if (strlen(a.name) >= sizeof cfg.arch) {
@@ -646,7 +662,19 @@ done:
     return m;
 }
 
+/* train_load_model with the weights(3) options of finetune/embed (--key, --strip-prefix, --arch of the
+ * file, --non-strict) for safetensors and PyTorch files, and their notes printed on notes (NULL: not).
+ * To be declared in train.h; the tools declare it until then. */
+nn_model *train_load_model_ex(const char *path, const weights_opts *wo, const char *arch, int flags, FILE *notes,
+                              tsz_attrs *attrs, struct util_err *err);
+
 nn_model *train_load_model(const char *path, tsz_attrs *attrs, struct util_err *err)
+{
+    return train_load_model_ex(path, NULL, NULL, 0, NULL, attrs, err);
+}
+
+nn_model *train_load_model_ex(const char *path, const weights_opts *wo, const char *arch, int flags, FILE *notes,
+                              tsz_attrs *attrs, struct util_err *err)
 {
     if (strcmp(path, "-") != 0) {
         unsigned char head[16];
@@ -656,7 +684,7 @@ nn_model *train_load_model(const char *path, tsz_attrs *attrs, struct util_err *
         fclose(f);
         enum weights_format fmt = weights_detect(head, n);
         if (fmt == WEIGHTS_SAFETENSORS || fmt == WEIGHTS_PTH || fmt == WEIGHTS_PTH_LEGACY)
-            return model_from_weights(path, attrs, err);
+            return model_from_weights(path, wo, arch, flags, notes, attrs, err);
     }
     return nn_model_load(path, attrs, err);
 }

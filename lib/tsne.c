@@ -1,5 +1,6 @@
 /* tsne.c: t-SNE as in van der Maaten (2014, Barnes-Hut) and Linderman et al. (2019, FIt-SNE):
- * k-nearest neighbours from a vantage-point tree, perplexity calibration by bisection, symmetric
+ * k-nearest neighbours (vantage-point tree, or blocked brute force in many dimensions where the
+ * tree prunes little), perplexity calibration by bisection, symmetric
  * sparse P, gradient descent with early exaggeration, momentum and gains (Jacobs 1988), repulsion
  * exact, by Barnes-Hut or by polynomial interpolation on a grid convolved with FFTW.  Every sum
  * that crosses points is done per point and then added in a fixed order, so the result does not
@@ -264,8 +265,13 @@ static void knn_tile_sse(const float *q, const float *panel, int d, float *out)
 
 static int knn_blocked(const float *x, int64_t n, int d, int k, int nt, int32_t *idx, float *dist2, struct util_err *err)
 {
+    /* EARSIGHT_TSNE_KERNEL=avx2|sse forces a narrower kernel (tests run every kernel the CPU has) */
+    const char *force = getenv("EARSIGHT_TSNE_KERNEL");
+    int avx512 = util_cpu_has_avx512f(), avx2 = util_cpu_has_avx2_fma();
+    if (force && strcmp(force, "avx2") == 0) avx512 = 0;
+    if (force && strcmp(force, "sse") == 0) avx512 = avx2 = 0;
     void (*tile)(const float *, const float *, int, float *) =
-        util_cpu_has_avx512f() ? knn_tile_avx512 : util_cpu_has_avx2_fma() ? knn_tile_avx2 : knn_tile_sse;
+        avx512 ? knn_tile_avx512 : avx2 ? knn_tile_avx2 : knn_tile_sse;
     int64_t n_panel = (n + 15) / 16, n_qpad = (n + 7) / 8 * 8;
     int kk = k + KNN_EXTRA < n - 1 ? k + KNN_EXTRA : (int)(n - 1);
     float *xc = util_calloc((size_t)n_qpad * d, sizeof *xc, err);
@@ -1450,6 +1456,9 @@ int tsne_run(const float *x, int64_t n, int d, float *yout, const tsne_opts *o, 
             return util_err_set(err, "point %lld: non-finite value", (long long)(i / d));
     enum tsne_method method = o->method;
     if (method == TSNE_AUTO && D != 2) method = TSNE_BH;
+    /* exact P holds all n (n - 1) pairs, several times over while it is symmetrised */
+    if (method == TSNE_EXACT && n > 4000)
+        return util_err_set(err, "%lld points: the exact method is for 4000 at most", (long long)n);
     stats.method = method;
     const int nt = nthreads(o->threads);
     int k = method == TSNE_EXACT ? (int)(n - 1) : (int)fmin((double)(n - 1), floor(3 * o->perplexity));

@@ -318,6 +318,21 @@ int64_t weights_numel(const weights_set *s)
     return n;
 }
 
+static int ends(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+int64_t weights_param_count(const weights_set *s)
+{
+    int64_t n = 0;
+    for (int i = 0; i < s->n; i++)
+        if (s->t[i].dtype == TSZ_F32 && !ends(s->t[i].name, ".running_mean") && !ends(s->t[i].name, ".running_var"))
+            n += s->t[i].numel;
+    return n;
+}
+
 void weights_dtypes(const weights_set *s, char *buf, size_t cap)
 {
     const char *seen[W_NELEM + 2];

@@ -10,6 +10,7 @@
 
 #include "nn.h"
 #include "test.h"
+#include "../lib/nn_internal.h"   /* nn_ukernel_enable: both convolution paths */
 
 static float *load_npy(const char *dir, const char *name, int64_t *numel)
 {
@@ -516,6 +517,18 @@ static void threads_identical(void)
         test_check(!memcmp(a, c, sizeof(float) * total), "1 vs 2 threads: bit-identical (max diff %.3g)", e);
     }
     free(a), free(b), free(c);
+    /* the im2col + BLIS path (used when the micro-kernel is unavailable) gives the same step */
+    nn_ukernel_enable(0);
+    float *d = train_once_threads(2, &total);
+    nn_ukernel_enable(1);
+    float *e = train_once_threads(2, &total);
+    if (d && e) {
+        double diff = 0, scale = 0;
+        for (int64_t i = 0; i < total; i++) diff = fmax(diff, fabs(d[i] - e[i])), scale = fmax(scale, fabs(e[i]));
+        test_check(diff <= 1e-5 * scale, "micro-kernel vs im2col + GEMM convolutions: train step agrees (max diff %.3g "
+                   "of scale %.3g)", diff, scale);
+    }
+    free(d), free(e);
 }
 
 /* A workspace for batch 6 runs a last, smaller batch of 3 exactly like a workspace for 3, in train mode

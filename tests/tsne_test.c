@@ -116,6 +116,23 @@ int main(void)
         rc = tsne_knn(x, n, d, k, 1, 99, 1, i2, d2, &err);
         test_check(rc == 0 && memcmp(i1, i2, sizeof *i1 * n * k) == 0, "kNN independent of the tree's seed");
         test_check(tsne_knn(x, 5, d, 5, 1, 0, 1, i1, d1, &err) < 0, "k >= n refused: %s", err.msg);
+        /* blocked brute force, with each kernel this CPU can run */
+        const char *kern[3] = { "default", "avx2", "sse" };
+        for (int kx = 0; kx < 3; kx++) {
+            if (kx == 0) unsetenv("EARSIGHT_TSNE_KERNEL");
+            else setenv("EARSIGHT_TSNE_KERNEL", kern[kx], 1);
+            if (kx == 1 && !util_cpu_has_avx2_fma()) {
+                test_skip("blocked kNN, avx2 kernel: the CPU has no AVX2/FMA");
+                continue;
+            }
+            int32_t *i3 = malloc(sizeof *i3 * n * k);
+            float *d3 = malloc(sizeof *d3 * n * k);
+            rc = tsne_knn(x, n, d, k, 2, 0, 2, i3, d3, &err) | tsne_knn(x, n, d, k, 0, 3, 1, i2, d2, &err);
+            test_check(rc == 0 && memcmp(i3, i2, sizeof *i3 * n * k) == 0 && memcmp(d3, d2, sizeof *d3 * n * k) == 0,
+                       "blocked kNN (%s kernel) equals brute force", kern[kx]);
+            free(i3); free(d3);
+        }
+        unsetenv("EARSIGHT_TSNE_KERNEL");
         free(i1); free(i2); free(d1); free(d2); free(x);
     }
 

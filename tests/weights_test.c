@@ -273,6 +273,11 @@ static void test_specs(void)
             for (int d = 0; d < sp[i].ndim; d++) c *= sp[i].shape[d];
             params += c;
         }
+        weights_set *set = weights_create("count", &err);   /* data left unset: only counted */
+        for (int i = 0; i < n; i++) weights_add(set, sp[i].name, sp[i].dtype, sp[i].ndim, sp[i].shape, NULL, &err);
+        test_check(weights_param_count(set) == known[k].params, "weights_param_count %s: %lld", known[k].name,
+                   (long long)weights_param_count(set));
+        weights_free(set);
         test_check(params == known[k].params && n == known[k].n_tensors,
                    "spec %s: %lld parameters (torchvision %lld), %d state_dict entries (want %d)", known[k].name, params,
                    known[k].params, n, known[k].n_tensors);

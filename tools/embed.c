@@ -10,10 +10,15 @@
 #include "train.h"
 #include "tsz.h"
 #include "util.h"
+#include "weights.h"
+
 
 struct opts {
     const char *model, *input, *output, *layer;
     int kind, batch, threads, level, raw, verbose;
+    weights_opts wo;          /* --key, --strip-prefix for safetensors/PyTorch models */
+    const char **strip;
+    int wflags;               /* WEIGHTS_NON_STRICT */
 };
 
 static void usage(void)
@@ -22,6 +27,9 @@ static void usage(void)
            "Write the pooled feature vector of each record of INPUT (default: stdin), computed by MODEL in\n"
            "evaluation mode, as one f32 record with the same name, label and fold.\n"
            "  -m, --model=MODEL    the network: a TSZ model (finetune, simclr-train), .safetensors or .pth\n"
+           "      --key=NAME       checkpoint entry holding the state dict (.pth; default: automatic)\n"
+           "      --strip-prefix=P remove prefix P from tensor names (repeatable; default: automatic)\n"
+           "      --non-strict     drop unexpected and mis-shaped tensors of MODEL instead of failing\n"
            "  -o, --output=FILE    write to FILE instead of stdout\n"
            "      --logits         write the classifier's logits instead of features\n"
            "      --probs          write softmax probabilities instead of features\n"
@@ -40,15 +48,21 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW };
+    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
         {"logits", no_argument, 0, O_LOGITS}, {"probs", no_argument, 0, O_PROBS},
         {"layer", required_argument, 0, O_LAYER}, {"batch", required_argument, 0, 'b'},
         {"threads", required_argument, 0, 'j'}, {"level", required_argument, 0, O_LEVEL},
         {"raw", no_argument, 0, O_RAW}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
+        {"version", no_argument, 0, 'V'}, {"key", required_argument, 0, O_KEY},
+        {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
+        {0, 0, 0, 0}};
     opterr = 0;
+    if (!(o->strip = calloc((size_t)argc + 1, sizeof *o->strip))) {
+        fprintf(stderr, "embed: out of memory\n");
+        exit(1);
+    }
     int c, n_kind = 0;
     while ((c = getopt_long(argc, argv, ":m:o:b:j:vhV", lo, NULL)) != -1) {
         switch (c) {
@@ -62,6 +76,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_LEVEL: o->level = (int)util_opt_long("--level", optarg, 1, 19); break;
         case O_RAW: o->raw = 1; break;
         case 'v': o->verbose = 1; break;
+        case O_KEY: o->wo.key = optarg; break;
+        case O_STRIP: o->strip[o->wo.n_strip++] = optarg; break;
+        case O_NON_STRICT: o->wflags |= WEIGHTS_NON_STRICT; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
         case ':': util_usage_error("option '%s' needs a value", argv[optind - 1]); break;
@@ -72,6 +89,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (n_kind > 1) util_usage_error("--logits, --probs and --layer exclude each other");
     if (optind + 1 < argc) util_usage_error("one input only ('%s' is extra)", argv[optind + 1]);
     if (optind < argc) o->input = argv[optind];
+    o->wo.strip = o->strip;
 }
 
 /* history = the input's lines, then the model's lines the input does not already have (how the model
@@ -119,7 +137,7 @@ int main(int argc, char **argv)
     tsz_attrs_init(&a);
     int rc = 1;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
-    if (!(m = train_load_model(o.model, &mattrs, &err))) goto done;
+    if (!(m = train_load_model_ex(o.model, &o.wo, NULL, o.wflags, stderr, &mattrs, &err))) goto done;
     if (o.layer && nn_layer_channels(m, o.layer) < 0) {
         util_err_set(&err, "%s: unknown layer '%s' (conv1, %slayer1..layer4, layerN.B, avgpool)", o.model, o.layer,
                      m->cfg.stem == NN_STEM_IMAGENET ? "maxpool, " : "");
@@ -167,5 +185,6 @@ done:
     nn_model_free(m);
     tsz_attrs_free(&mattrs);
     tsz_attrs_free(&a);
+    free(o.strip);
     return rc;
 }

@@ -11,6 +11,8 @@
 #include "train.h"
 #include "tsz.h"
 #include "util.h"
+#include "weights.h"
+
 
 struct opts {
     const char *input, *output, *val, *best, *init, *log, *curves, *ckpt;
@@ -18,6 +20,9 @@ struct opts {
     int width, classes, freeze, epochs, batch, optimizer, schedule, step_size, warmup, shuffle, threads;
     int no_ckpt, resume, keep_ckpt, verbose, nesterov, exclude_bn_bias;
     int set_arch, set_width, set_stem, set_epochs;
+    weights_opts wo;          /* --key, --strip-prefix for a safetensors/PyTorch --init */
+    const char **strip;
+    int wflags;               /* --non-strict: WEIGHTS_NON_STRICT */
     double lr, wd, momentum, gamma, smoothing, dropout;
     unsigned long long seed;
 };
@@ -35,6 +40,9 @@ static void usage(void)
            "                           or .pth), whose architecture, width and stem then apply; the\n"
            "                           classifier head is new; RGB conv1 weights are summed over\n"
            "                           channels for 1-channel data\n"
+           "      --key=NAME           checkpoint entry of PRETRAINED holding the weights (.pth)\n"
+           "      --strip-prefix=P     remove prefix P from PRETRAINED's names (repeatable)\n"
+           "      --non-strict         drop unexpected and mis-shaped tensors of PRETRAINED\n"
            "      --classes=N          number of classes (default: the stream's classes, else max label + 1)\n"
            "      --arch=NAME          resnet18 (default), resnet34 or resnet50\n"
            "      --width=N            base width (default 64)\n"
@@ -75,7 +83,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     enum {
         O_VAL = 256, O_BEST, O_INIT, O_CLASSES, O_ARCH, O_WIDTH, O_STEM, O_FREEZE, O_DROPOUT, O_EPOCHS, O_LR, O_WD,
         O_WDX, O_OPTIM, O_MOM, O_NEST, O_SCHED, O_STEP, O_GAMMA, O_WARM, O_SMOOTH, O_SEED, O_NOSHUF, O_LOG, O_CURVES,
-        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP
+        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP, O_KEY, O_STRIP, O_NON_STRICT
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"val", required_argument, 0, O_VAL},
@@ -95,8 +103,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"checkpoint", required_argument, 0, O_CKPT}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
-        {0, 0, 0, 0}};
+        {"key", required_argument, 0, O_KEY}, {"strip-prefix", required_argument, 0, O_STRIP},
+        {"non-strict", no_argument, 0, O_NON_STRICT}, {0, 0, 0, 0}};
     opterr = 0;
+    if (!(o->strip = calloc((size_t)argc + 1, sizeof *o->strip))) {
+        fprintf(stderr, "finetune: out of memory\n");
+        exit(1);
+    }
     int c;
     while ((c = getopt_long(argc, argv, ":o:b:j:vhV", lo, NULL)) != -1) {
         switch (c) {
@@ -148,6 +161,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_NOCKPT: o->no_ckpt = 1; break;
         case O_RESUME: o->resume = 1; break;
         case O_KEEP: o->keep_ckpt = 1; break;
+        case O_KEY: o->wo.key = optarg; break;
+        case O_STRIP: o->strip[o->wo.n_strip++] = optarg; break;
+        case O_NON_STRICT: o->wflags |= WEIGHTS_NON_STRICT; break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
@@ -161,6 +177,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
     if (!o->output) util_usage_error("no output model: give -o MODEL");
     if (o->no_ckpt && (o->ckpt || o->resume)) util_usage_error("--no-checkpoint contradicts --checkpoint and --resume");
     if (o->best && !o->val) util_usage_error("--best needs --val");
+    if ((o->wo.key || o->wo.n_strip || o->wflags) && !o->init)
+        util_usage_error("--key, --strip-prefix and --non-strict apply to --init only");
+    o->wo.strip = o->strip;
 }
 
 /* Attributes every saved model carries: the training stream's (class names, how the inputs were made)
@@ -288,7 +307,7 @@ int main(int argc, char **argv)
     nn_config cfg;
     nn_config_default(&cfg);
     if (o.init) {
-        if (!(pre = train_load_model(o.init, &pattrs, &err))) goto done;
+        if (!(pre = train_load_model_ex(o.init, &o.wo, NULL, o.wflags, stderr, &pattrs, &err))) goto done;
         const nn_config *pc = &pre->cfg;
         const char *pstem = pc->stem == NN_STEM_SMALL ? "small" : "imagenet";
         /* The pre-trained network decides (its weights fit no other); pipelines pass one set of options
@@ -379,5 +398,6 @@ done:
     free(ckpt);
     free(best);
     free(fp);
+    free(o.strip);
     return rc;
 }

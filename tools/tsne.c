@@ -28,7 +28,7 @@ static const char help[] =
     "  -m, --method=M           repulsive forces: auto, bh (Barnes-Hut), fft (interpolation on a\n"
     "                           grid, FIt-SNE) or exact (default auto: in 2-D the cheaper of bh and\n"
     "                           fft at each step, in 3-D bh)\n"
-    "      --exact              same as --method=exact: all pairs, for small N\n"
+    "      --exact              same as --method=exact: all pairs, N <= 4000\n"
     "      --theta=X            Barnes-Hut opening angle (default 0.5)\n"
     "      --init=pca|random    initial layout (default pca)\n"
     "      --seed=N             seed of the random layout and vantage-point tree (default 0)\n"
@@ -226,8 +226,8 @@ int main(int argc, char **argv)
                      (long long)s.n, tsne_max_perplexity(s.n), o.t.perplexity);
         goto done;
     }
-    if (o.t.method == TSNE_EXACT && s.n > 20000) {
-        util_err_set(&err, "%s: %lld records: --exact is for small sets (at most 20000)", o.input, (long long)s.n);
+    if (o.t.method == TSNE_EXACT && s.n > 4000) {
+        util_err_set(&err, "%s: %lld records: --exact is for small sets (at most 4000)", o.input, (long long)s.n);
         goto done;
     }
     if (!(y = util_malloc((size_t)s.n * o.t.dims, sizeof *y, &err))) goto done;

@@ -11,6 +11,8 @@
 #include "tsz.h"
 #include "tszutil.h"
 #include "util.h"
+#include "weights.h"
+
 
 /* ---------------------------------------------------------------- shared option handling */
 
@@ -154,8 +156,29 @@ static const char info_help[] =
     "      --no-values      skip the value statistics (still reads and checks the whole stream)\n"
     END_HELP;
 
+/* A safetensors or PyTorch file (detected by content): the model summary of weights(3). */
+static int info_model_file(const char *path, int json, int *handled, struct util_err *err)
+{
+    *handled = 0;
+    if (strcmp(path, "-") == 0) return 0;
+    unsigned char head[16];
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;   /* tsz_reader_open reports it */
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    enum weights_format fmt = weights_detect(head, n);
+    if (fmt != WEIGHTS_SAFETENSORS && fmt != WEIGHTS_PTH && fmt != WEIGHTS_PTH_LEGACY) return 0;
+    *handled = 1;
+    if (json) return util_err_set(err, "%s: a %s model file: --json describes TSZ streams only", path,
+                                  weights_format_name(fmt));
+    return weights_info_print(path, stdout, err);
+}
+
 static int info_one(const char *path, int json, int list, int values, json_t *out, struct util_err *err)
 {
+    int handled;
+    int mrc = info_model_file(path, json, &handled, err);
+    if (handled) return mrc;
     tsz_reader *r = tsz_reader_open(path, err);
     if (!r) return -1;
     tszutil_stats st;
@@ -923,6 +946,62 @@ done:
     return rc;
 }
 
+/* ---------------------------------------------------------------- convert */
+
+static const char convert_help[] =
+    "Usage: tsz convert [OPTION]... IN [-o OUT]\n"
+    "Convert model weights between formats.  IN (detected by content) is a TSZ model, a safetensors\n"
+    "file or a PyTorch checkpoint (zip or legacy format; pickles are read by a restricted unpickler,\n"
+    "nothing in the file is executed).  The weights are unwrapped, prefixes stripped, the ResNet\n"
+    "inferred and matched strictly against its torchvision state dict.  OUT's extension chooses the\n"
+    "format: .safetensors, .pth (torch.save zip format), anything else a TSZ model stream.\n"
+    "What loading dropped or added is reported on stderr.\n"
+    "      --key=NAME       the checkpoint entry holding the state dict (default: automatic)\n"
+    "      --strip-prefix=P remove prefix P from names, dropping names without it (repeatable)\n"
+    "      --arch=NAME      resnet18|34|50|101|152 instead of the inferred depth\n"
+    "      --non-strict     drop unexpected and mis-shaped tensors instead of failing\n"
+    WRITE_HELP END_HELP;
+
+enum { OPT_KEY = 1100, OPT_STRIP, OPT_ARCH, OPT_NON_STRICT };
+
+static int cmd_convert(int argc, char **argv)
+{
+    static const struct option lo[] = {{"key", required_argument, NULL, OPT_KEY},
+                                       {"strip-prefix", required_argument, NULL, OPT_STRIP},
+                                       {"arch", required_argument, NULL, OPT_ARCH},
+                                       {"non-strict", no_argument, NULL, OPT_NON_STRICT},
+                                       WRITE_LONGOPTS, COMMON_LONGOPTS, {0}};
+    struct out_opts o;
+    out_opts_init(&o);
+    weights_opts wo = {0};
+    const char **strip = calloc((size_t)argc + 1, sizeof *strip);
+    if (!strip) { fprintf(stderr, "tsz convert: out of memory\n"); return 1; }
+    const char *arch = NULL;
+    int flags = 0, c;
+    while ((c = getopt_long(argc, argv, ":o:j:hV", lo, NULL)) != -1) {
+        if (write_opt(c, &o)) continue;
+        switch (c) {
+        case OPT_KEY: wo.key = optarg; break;
+        case OPT_STRIP: strip[wo.n_strip++] = optarg; break;
+        case OPT_ARCH: {
+            weights_arch a;
+            if (weights_arch_from_name(optarg, &a) < 0) util_usage_error("--arch: unknown architecture '%s'", optarg);
+            arch = optarg;
+            break;
+        }
+        case OPT_NON_STRICT: flags |= WEIGHTS_NON_STRICT; break;
+        default: common_opt(c, argv, convert_help);
+        }
+    }
+    if (optind != argc - 1) util_usage_error(optind >= argc ? "no input model" : "more than one input model");
+    wo.strip = strip;
+    struct util_err err = {{0}};
+    int rc = weights_convert_run(argv[optind], o.output, &wo, arch, flags, g_argc, g_argv, &o.w, "tsz", &err);
+    if (rc < 0) util_report(&err);
+    free(strip);
+    return rc < 0 ? 1 : 0;
+}
+
 /* ---------------------------------------------------------------- dispatch */
 
 static const struct command {
@@ -937,8 +1016,7 @@ static const struct command {
     {"shuffle", cmd_shuffle, "reorder records at random (deterministic with --seed)"},
     {"npy", cmd_npy, "export records to NumPy .npy / .npz"},
     {"from-npy", cmd_from_npy, "import NumPy .npy arrays as records"},
-    /* ---- reserved: `convert` (model weights to and from PyTorch/safetensors) is added here by the
-     * weights module, e.g. {"convert", cmd_convert, "convert model weights"}, ---- */
+    {"convert", cmd_convert, "convert model weights: TSZ, safetensors, PyTorch .pth"},
 };
 #define N_COMMANDS (int)(sizeof commands / sizeof commands[0])
 
@@ -967,7 +1045,7 @@ int main(int argc, char **argv)
     for (int i = 1; i <= argc; i++) hist[i] = argv[i];
     g_argc = argc;
     g_argv = hist;
-    if (argc < 2) util_usage_error("no command (info, cat, select, head, shuffle, npy, from-npy)");
+    if (argc < 2) util_usage_error("no command (info, cat, select, head, shuffle, npy, from-npy, convert)");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) main_help();
     if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) util_print_version();
     for (int i = 0; i < N_COMMANDS; i++) {
