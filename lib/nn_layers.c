@@ -277,11 +277,15 @@ static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, 
 {
     const nn_ukinfo *u = nn_ukernel_info();
     if (!u) return 0;
-    const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc, SB = u->sb;
+    const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     if ((size_t)K * cpad > cap) return 0;
     const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
     const int64_t cols = (int64_t)n * ho * wo, ldy = cols;
+    /* spatial blocks of at most sb positions, as many as a multiple of the thread count */
+    const int T = nn_threads();
+    const int64_t want = (int64_t)T * ((cols + (int64_t)T * u->sb - 1) / ((int64_t)T * u->sb));
+    const int SB = (int)(((cols + want - 1) / want + S - 1) / S * S);
     const int nkb = (K + KC - 1) / KC, ncp = cpad / C;
     /* weights: block b (depth p0 .. p0+kl-1) at ws + p0*cpad, channel panel cp at + cp*kl*C */
 #pragma omp parallel for schedule(static) if ((int64_t)K * cpad > NN_PAR_MIN)
@@ -431,10 +435,10 @@ static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, in
     if (!u) return 0;
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
+    /* blocks of at most sb kernel rows, as many as a multiple of the thread count (each packs all of dy) */
     const int T = nn_threads();
-    int pb = (K + T - 1) / T;   /* one block per thread when K allows (each block packs all of dy) */
-    pb = (pb + S - 1) / S * S;
-    if (pb > u->sb) pb = u->sb;
+    const int want = T * ((K + T * u->sb - 1) / (T * u->sb));
+    const int pb = ((K + want - 1) / want + S - 1) / S * S;
     const size_t colp_floats = ((size_t)pb * KC + 15) & ~(size_t)15;
     /* buffer: column panels, dy panels, and S rows of gathered columns */
     if (colp_floats + (size_t)cpad * KC + (size_t)S * KC > u->buf_floats) return 0;
