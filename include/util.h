@@ -34,6 +34,9 @@ const char *util_progname(void);
 void util_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 /* "TOOL (earsight) VERSION" on stdout, exit 0. */
 void util_print_version(void) __attribute__((noreturn));
+/* The usage error for what getopt_long returned (':' a missing value, '?' an unknown option; the
+ * option string must start with ':').  Call from the switch's default case. */
+void util_option_error(int c, char *const argv[]) __attribute__((noreturn));
 /* The whole command line as one shell-quoted string, for the `history` attribute.  Caller frees. */
 char *util_cmdline(int argc, char **argv);
 

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -60,6 +61,15 @@ void util_usage_error(const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "\ntry '%s --help'\n", progname);
     exit(UTIL_EXIT_USAGE);
+}
+
+void util_option_error(int c, char *const argv[])
+{
+    if (c == ':') util_usage_error("option '%s' needs a value", argv[optind - 1]);
+    if (c == '?' && optopt > 0 && optopt < 256 && argv[optind - 1][1] != '-')
+        util_usage_error("unknown option '-%c'", optopt);
+    if (c == '?') util_usage_error("unknown option '%s'", argv[optind - 1]);
+    util_usage_error("unhandled option %d", c);
 }
 
 void util_print_version(void)

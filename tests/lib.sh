@@ -10,10 +10,12 @@ check() { # check WHAT COMMAND...  : PASS if the command succeeds
     if "$@" >/dev/null 2>check.err; then pass "$what"; else fail "$what: $(head -c 300 check.err)"; fi
 }
 # expect_fail WHAT STATUS PATTERN COMMAND... : exit STATUS, exactly one stderr line containing PATTERN
+# (a usage error, status 2, may add the hint line "try 'TOOL --help'")
 expect_fail() {
     what=$1; st=$2; pat=$3; shift 3
     "$@" >/dev/null 2>ef.err; rc=$?
     lines=$(wc -l <ef.err)
+    [ "$st" -eq 2 ] && lines=$(grep -v -c "^try '.* --help'\$" ef.err)
     if [ "$rc" -eq "$st" ] && [ "$lines" -eq 1 ] && grep -q -- "$pat" ef.err; then pass "$what"
     else fail "$what: status $rc (want $st), stderr: $(head -c 300 ef.err)"; fi
 }

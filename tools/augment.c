@@ -158,7 +158,7 @@ static void parse_args(int argc, char **argv, struct opts *o, aug_cfg *c)
     int ch, have_epochs = 0, simclr_opt = 0, spec_opt = 0;
     aug_simclr_opts *s = &c->simclr;
     aug_spec_opts *p = &c->spec;
-    while ((ch = getopt_long(argc, argv, "o:p:j:b:vhV", lo, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, ":o:p:j:b:vhV", lo, NULL)) != -1) {
         if (ch >= O_SIZE && ch <= O_STD) simclr_opt = 1;
         if (ch >= O_FMASKS && ch <= O_NCLASSES) spec_opt = 1;
         switch (ch) {
@@ -232,7 +232,7 @@ static void parse_args(int argc, char **argv, struct opts *o, aug_cfg *c)
         case O_MIXUP: p->mixup_alpha = util_opt_double("--mixup", optarg, 0, 1000); o->have_mixup = 1; break;
         case O_MIXUPP: p->mixup_p = util_opt_double("--mixup-p", optarg, 0, 1); break;
         case O_NCLASSES: c->num_classes = (int)util_opt_long("--num-classes", optarg, 1, 1 << 24); break;
-        default: util_usage_error("unknown option");
+        default: util_option_error(ch, argv);
         }
     }
     if (optind < argc) o->input = argv[optind++];

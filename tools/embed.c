@@ -81,8 +81,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_NON_STRICT: o->wflags |= WEIGHTS_NON_STRICT; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
-        case ':': util_usage_error("option '%s' needs a value", argv[optind - 1]); break;
-        default: util_usage_error("unknown option '%s'", argv[optind - 1]);
+        default: util_option_error(c, argv);
         }
     }
     if (!o->model) util_usage_error("no model: give --model MODEL");

@@ -93,7 +93,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"raw", no_argument, 0, O_RAW}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "o:l:j:vhV", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":o:l:j:vhV", lo, NULL)) != -1) {
         switch (c) {
         case 'o': o->output = optarg; break;
         case 'l': o->list = optarg; break;
@@ -117,7 +117,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'v': o->verbose = 1; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
-        default: util_usage_error("unknown option");
+        default: util_option_error(c, argv);
         }
     }
     if (o->have_mean != o->have_std) util_usage_error("--mean and --std go together");

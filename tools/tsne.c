@@ -96,11 +96,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case OPT_RAW: o->w.raw = 1; break;
         case 'h': fputs(help, stdout); exit(fflush(stdout) == 0 ? 0 : 1);
         case 'V': util_print_version();
-        case ':': util_usage_error("option '%s' needs an argument", argv[optind - 1]);
-        case '?':
-            if (optopt) util_usage_error("unknown option '-%c'", optopt);
-            util_usage_error("unknown option '%s'", argv[optind - 1]);
-        default: util_usage_error("unhandled option %d", c);
+        default: util_option_error(c, argv);
         }
     }
     if (optind < argc) o->input = argv[optind++];

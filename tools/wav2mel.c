@@ -547,10 +547,7 @@ static void parse_args(int argc, char **argv, opts *o)
         case 'v': o->verbose = 1; break;
         case 'h': usage(); exit(fflush(stdout) == 0 ? 0 : 1);
         case 'V': util_print_version();
-        case ':': util_usage_error("%s: missing argument", argv[optind - 1]);
-        default:
-            if (optopt && optopt < 256) util_usage_error("invalid option '-%c'", optopt);
-            util_usage_error("invalid option '%s'", argv[optind - 1]);
+        default: util_option_error(c, argv);
         }
     }
     int sources = (optind < argc) + !!o->list + !!o->esc50 + !!o->esc10 + !!o->us8k + !!o->gtzan;
