@@ -115,6 +115,9 @@ typedef struct {
     double warmup;           /* epochs of linear warm-up (< 0: 10, or a tenth of a shorter run) */
     int epochs;              /* 0: the stream's augment_epochs, else 1 */
     uint64_t seed;           /* initialisation */
+    const char *init;        /* start from this model's backbone (TSZ, safetensors, .pth); NULL: random */
+    weights_opts wo;         /* --key, --strip-prefix for a safetensors/PyTorch init */
+    int wflags;              /* WEIGHTS_NON_STRICT */
     const char *log, *curves;
     const char *knn_train, *knn_val;
     int knn_every;           /* epochs between k-NN evaluations (also before training and at the end) */

@@ -298,6 +298,15 @@ void nn_conv1_to_mono(float *dst, const float *src, int c_out, int c_in, int k)
         }
 }
 
+/* "64x3x7x7" for messages */
+static const char *shape_text(char *buf, size_t cap, const nn_tensor *t)
+{
+    size_t n = 0;
+    buf[0] = 0;
+    for (int d = 0; d < t->ndim && n < cap; d++) n += (size_t)snprintf(buf + n, cap - n, d ? "x%lld" : "%lld", (long long)t->shape[d]);
+    return buf;
+}
+
 int nn_model_copy_backbone(nn_model *dst, const nn_model *src, struct util_err *err)
 {
     int n = 0;
@@ -319,7 +328,10 @@ int nn_model_copy_backbone(nn_model *dst, const nn_model *src, struct util_err *
             nn_conv1_to_mono(dst->params + t->offset, src->params + s->offset, (int)s->shape[0],
                              (int)s->shape[1], (int)s->shape[2]);
         } else {
-            return util_err_set(err, "%s: shape differs from the pre-trained model's", t->name);
+            char want[96], have[96];
+            return util_err_set(err, "%s: the pre-trained model's shape is %s, this network needs %s%s", t->name,
+                                shape_text(have, sizeof have, s), shape_text(want, sizeof want, t),
+                                !strcmp(t->name, "conv1.weight") ? " (input channels differ)" : "");
         }
         n++;
     }

@@ -695,7 +695,7 @@ static const char *const log_cols[N_COLS] = {"epoch", "step", "loss", "contrasti
 int simclr_train(const simclr_opts *o, struct util_err *err)
 {
     simclr_stream *st = NULL;
-    nn_model *m = NULL;
+    nn_model *m = NULL, *pre = NULL;
     simclr_trainer *tr = NULL;
     simclr_knn knn = {0};
     int have_knn = 0, rc = -1;
@@ -735,6 +735,16 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
 
     /* The network and its trainer. */
     nn_config cfg = o->cfg;
+    if (o->init) {
+        /* the pre-trained network decides the encoder (its weights fit no other); the head is new */
+        tsz_attrs pattrs;
+        tsz_attrs_init(&pattrs);
+        pre = train_load_model_ex(o->init, &o->wo, NULL, o->wflags, stderr, &pattrs, err);
+        tsz_attrs_free(&pattrs);
+        if (!pre) goto done;
+        snprintf(cfg.arch, sizeof cfg.arch, "%s", pre->cfg.arch);
+        cfg.width = pre->cfg.width, cfg.stem = pre->cfg.stem;
+    }
     cfg.in_ch = in->c, cfg.num_classes = 0;
     if (!cfg.head_layers) cfg.head_layers = 2;
     {
@@ -744,6 +754,12 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             goto done;
         }
         nn_model_init(m, o->seed);
+        if (pre && nn_model_copy_backbone(m, pre, &e2) < 0) {
+            util_err_set(err, "%s: %s", o->init, e2.msg);
+            goto done;
+        }
+        nn_model_free(pre);
+        pre = NULL;
         if (!(tr = simclr_trainer_create(m, &o->optim, B, in->h, in->w, (float)o->temperature, &e2))) {
             util_err_set(err, "%s: %s", path, e2.msg);
             goto done;
@@ -760,12 +776,12 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         char f[5][32];
         snprintf(fp, sizeof fp,
                  "arch=%s width=%d stem=%s input=%dx%dx%d head=%d/%d/%d temperature=%s batch=%d optimizer=%s lr=%s wd=%s "
-                 "momentum=%s trust=%s decay_bn_bias=%d warmup_steps=%lld epochs=%d records=%lld seed=%llu",
+                 "momentum=%s trust=%s decay_bn_bias=%d warmup_steps=%lld epochs=%d records=%lld seed=%llu init=%s",
                  cfg.arch, cfg.width, cfg.stem == NN_STEM_SMALL ? "small" : "imagenet", in->c, in->h, in->w,
                  cfg.head_layers, cfg.head_hidden, cfg.head_out, fmt_short(f[0], 32, o->temperature), B,
                  nn_optim_name(o->optim.kind), fmt_short(f[1], 32, o->lr), fmt_short(f[2], 32, o->optim.weight_decay),
                  fmt_short(f[3], 32, o->optim.momentum), fmt_short(f[4], 32, o->optim.trust), o->optim.decay_bn_bias,
-                 (long long)W, E, (long long)in->total, (unsigned long long)o->seed);
+                 (long long)W, E, (long long)in->total, (unsigned long long)o->seed, o->init ? o->init : "-");
     }
 
     /* Where the run stands: a checkpoint, or the start. */
@@ -980,6 +996,7 @@ done:
     simclr_stream_close(st);
     simclr_trainer_free(tr);
     nn_model_free(m);
+    nn_model_free(pre);
     if (have_knn) simclr_knn_close(&knn);
     train_log_free(&log);
     tsz_attrs_free(&mattrs);

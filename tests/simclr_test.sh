@@ -58,6 +58,23 @@ if tsz info --no-values enc.tsz | grep -q '^ *augment --policy simclr' && tsz in
 then pass "history: augment's line and this command"; else fail "history: $(tsz info --no-values enc.tsz | head -n 12)"; fi
 names=$(tsz info -l --no-values enc.tsz | grep -c -E ' (conv1\.weight|layer4\.1\.bn2\.running_var|head\.0\.weight|head\.3\.bias)$')
 if [ "$names" -eq 4 ]; then pass "torchvision names, head under head."; else fail "tensor names: $names of 4 found"; fi
+
+# ---- --init: the encoder starts from another model's backbone, whose architecture decides; with
+# SGD at lr 0 and no weight decay the encoder's weights come out exactly as they went in
+if img2tensor --u8 --no-labels png | augment $AUG --epochs 1 |
+   simclr-train --init enc.tsz --arch resnet34 --width 4 --stem imagenet -b 4 -j 1 --proj-dim 8 \
+       --optimizer sgd --lr 0 --wd 0 --no-checkpoint -o init.tsz - 2>init.err; then
+    a="arch=$(attr init.tsz arch) stem=$(attr init.tsz stem) width=$(attr init.tsz width)"
+    if [ "$a" = "arch=resnet18 stem=small width=2" ]; then pass "--init: the pre-trained model's architecture: $a"
+    else fail "--init: architecture $a"; fi
+    tsz npy --name conv1.weight -o w_enc.npy enc.tsz && tsz npy --name conv1.weight -o w_init.npy init.tsz &&
+    tsz npy --name layer4.1.conv2.weight -o l_enc.npy enc.tsz && tsz npy --name layer4.1.conv2.weight -o l_init.npy init.tsz
+    if cmp -s w_enc.npy w_init.npy && cmp -s l_enc.npy l_init.npy; then pass "--init: encoder weights loaded"
+    else fail "--init: encoder weights differ from the init model's"; fi
+else fail "--init from a TSZ model: $(head -c 300 init.err)"; fi
+expect_fail "--init: a missing file" 1 "simclr-train: nosuch.pth" sh -c \
+    "img2tensor --u8 --no-labels png | augment $AUG --epochs 1 | simclr-train --init nosuch.pth -b 4 -j 1 --no-checkpoint -o x.tsz -"
+usage_fail "--strip-prefix without --init" simclr-train --strip-prefix=module. -o m.tsz x.tsz
 rows=$(tail -n +2 log.tsv | wc -l)
 if [ "$rows" -eq 3 ] && head -n 1 log.tsv | grep -q "contrastive_acc"; then pass "log: one row per epoch ($rows)"
 else fail "log: $rows rows: $(head -c 300 log.tsv)"; fi

@@ -38,6 +38,11 @@ static void usage(void)
            "                           a run shorter than 100 epochs)\n"
            "      --epochs=N           epochs in the stream (default: its augment_epochs, else 1)\n"
            "      --seed=N             initialisation (default 1)\n"
+           "      --init=PRETRAINED    start the encoder from PRETRAINED (TSZ model, .safetensors or\n"
+           "                           PyTorch .pth; its architecture, width and stem; the head is new)\n"
+           "      --key=NAME           checkpoint entry holding the state dict (default: automatic)\n"
+           "      --strip-prefix=P     remove prefix P from tensor names (repeatable)\n"
+           "      --non-strict         load what matches, list the rest (default: all must match)\n"
            "  -j, --threads=N          threads (default: all cores)\n"
            "      --log=FILE           one TSV row per epoch: loss, contrastive accuracy, lr, pairs/s,\n"
            "                           input wait, k-NN accuracy, seconds\n"
@@ -61,6 +66,7 @@ static void usage(void)
 struct opts {
     const char *ckpt;
     int no_ckpt, threads, set_lr, optimizer;
+    const char *strip[16];     /* --strip-prefix values */
     double momentum;   /* < 0: the optimiser's default */
 };
 
@@ -68,7 +74,8 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
 {
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
-        O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP
+        O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP,
+        O_INIT, O_KEY, O_STRIP, O_NON_STRICT
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
@@ -84,6 +91,8 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         {"knn-every", required_argument, 0, O_KNNEVERY}, {"checkpoint", required_argument, 0, O_CKPT},
         {"checkpoint-every", required_argument, 0, O_CKPTEVERY}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
+        {"init", required_argument, 0, O_INIT}, {"key", required_argument, 0, O_KEY},
+        {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
         {0, 0, 0, 0}};
     opterr = 0;
@@ -131,15 +140,24 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_NOCKPT: o->no_ckpt = 1; break;
         case O_RESUME: s->resume = 1; break;
         case O_KEEP: s->keep_ckpt = 1; break;
+        case O_INIT: s->init = optarg; break;
+        case O_KEY: s->wo.key = optarg; break;
+        case O_STRIP:
+            if (s->wo.n_strip == (int)(sizeof o->strip / sizeof o->strip[0])) util_usage_error("too many --strip-prefix");
+            o->strip[s->wo.n_strip++] = optarg;
+            break;
+        case O_NON_STRICT: s->wflags |= WEIGHTS_NON_STRICT; break;
         case 'v': s->verbose = 1; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
-        case ':': util_usage_error("option '%s' needs a value", argv[optind - 1]); break;
-        default: util_usage_error("unknown option '%s'", argv[optind - 1]);
+        default: util_option_error(c, argv);
         }
     }
     if (optind + 1 < argc) util_usage_error("one input stream only ('%s' is extra)", argv[optind + 1]);
     if (optind < argc) s->input = argv[optind];
+    if ((s->wo.key || s->wo.n_strip || s->wflags) && !s->init)
+        util_usage_error("--key, --strip-prefix and --non-strict apply to --init only");
+    s->wo.strip = o->strip;
     if (o->no_ckpt && (o->ckpt || s->resume)) util_usage_error("--no-checkpoint contradicts --checkpoint and --resume");
     const double wd = s->optim.weight_decay;
     nn_optim_opts_default(&s->optim, o->optimizer);
