@@ -34,7 +34,10 @@ typedef struct {
     int64_t shape[TSZ_MAX_DIMS];
     int64_t numel;
     void *data;                 /* numel elements of dtype, C order, owned by the set */
+    int borrowed;               /* data lies in the set's arena or its file mapping: freed with the set */
 } weights_tensor;
+
+struct weights_chunk;
 
 typedef struct {
     int n, cap;
@@ -44,6 +47,15 @@ typedef struct {
     char *label;                /* file name for messages */
     char *notes;                /* what loading/matching did, one line per item (never NULL) */
     size_t notes_len, notes_cap;
+    /* Memory: tensor data lives in an arena of large chunks (transparent huge pages requested: 4 KiB
+     * page faults dominate loading 100 MB on virtual machines), or, for f32/i64 data a loaded file
+     * stores as is, in the file's private mapping, which the set then keeps (the pages are the page
+     * cache's: no copy, no fresh memory; writing to them copies the page, never touching the file; as
+     * with any mapped file, another program truncating it while the set lives would fault). */
+    struct weights_chunk *arena;
+    void *map;                  /* the file mapping borrowed tensors point into, or NULL */
+    size_t map_len;
+    int may_borrow;             /* the reader may point tensors into the buffer it reads */
 } weights_set;
 
 /* How to find the weights inside a checkpoint. */
@@ -80,7 +92,8 @@ int weights_strip(weights_set *s, const char *const *prefixes, int n_prefixes, s
 /* ---- building and querying ---- */
 weights_set *weights_create(const char *label, struct util_err *err);
 void weights_free(weights_set *s);   /* NULL is fine */
-/* Append a tensor (dtype TSZ_F32 or TSZ_I64) with uninitialised data, or copied from data if not NULL.
+/* Append a tensor (dtype TSZ_F32 or TSZ_I64) with uninitialised data, or copied from data if not NULL;
+ * the data is in the set's arena (freed with the set, even if the tensor is dropped earlier).
  * Returns the tensor (valid until the next add) or NULL (no memory, bad shape, name too long). */
 weights_tensor *weights_add(weights_set *s, const char *name, enum tsz_dtype dtype, int ndim,
                             const int64_t *shape, const void *data, struct util_err *err);

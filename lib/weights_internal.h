@@ -27,6 +27,15 @@ int weights_put_strided(weights_set *s, const char *name, size_t name_len, enum 
 int weights_put_owned(weights_set *s, const char *name, size_t name_len, enum welem e, int ndim,
                       const int64_t *shape, void *data, struct util_err *err);
 
+/* Add a tensor whose data stays where it is: n elements of W_F32 or W_I64 (host byte order, aligned)
+ * in the set's arena or in the buffer being read when s->may_borrow.  Never freed here.  0 or -1. */
+int weights_put_borrowed(weights_set *s, const char *name, size_t name_len, enum welem e, int ndim,
+                         const int64_t *shape, void *data, struct util_err *err);
+/* n bytes (64-byte aligned) from the set's arena, freed with the set; NULL with err set. */
+void *weights_arena_alloc(weights_set *s, size_t n, struct util_err *err);
+/* Whether data of type e at p can be used in place: f32/i64, aligned, little-endian host. */
+int weights_can_borrow(enum welem e, const void *p);
+
 /* Printable copy of untrusted bytes for a one-line message (controls and non-ASCII as '?', "..." when
  * cut to fit cap). */
 void weights_printable(char *dst, size_t cap, const void *src, size_t len);
@@ -34,11 +43,13 @@ void weights_printable(char *dst, size_t cap, const void *src, size_t len);
 /* Product of shape[0..ndim) into *numel; -1 if a dim is negative or the product passes 2^62. */
 int weights_numel_of(int ndim, const int64_t *shape, int64_t *numel);
 
-/* Readers of a whole file in memory (buf stays the caller's).  NULL with err set on failure. */
-weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *label, struct util_err *err);
+/* Readers of a whole file in memory (buf stays the caller's; with borrow, tensors may point into it and
+ * the caller keeps it mapped as long as the set lives).  NULL with err set on failure. */
+weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *label, int borrow,
+                                      struct util_err *err);
 weights_set *weights_read_pth(const uint8_t *buf, size_t n, const char *label, const weights_opts *o,
-                              struct util_err *err);
+                              int borrow, struct util_err *err);
 weights_set *weights_read_pth_legacy(const uint8_t *buf, size_t n, const char *label,
-                                     const weights_opts *o, struct util_err *err);
+                                     const weights_opts *o, int borrow, struct util_err *err);
 
 #endif

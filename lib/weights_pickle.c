@@ -764,7 +764,8 @@ struct sdata {
     const uint8_t *bytes;   /* numel * element size bytes */
     int64_t numel;
     enum welem elem;
-    void *owned;            /* malloc'd copy (zip) or NULL (legacy: inside the file) */
+    void *owned;            /* malloc'd copy, or NULL (zip: in the set's arena; legacy: inside the file) */
+    int lives;              /* bytes live as long as the set (arena, or a file the set may borrow) */
     int refs;               /* tensors using it */
     int counted;            /* its elements are in the allocation budget */
     int used;
@@ -954,7 +955,13 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
             if (t->shape[dd] != 1 && t->stride[dd] != expect) contiguous = 0;
             expect *= t->shape[dd];
         }
-        if (sd->owned && sd->refs == 1 && off == 0 && contiguous && numel == sd->numel && numel > 0 &&
+        if (sd->lives && sd->refs == 1 && off == 0 && contiguous && numel == sd->numel && numel > 0 &&
+            weights_can_borrow(sd->elem, sd->bytes)) {
+            /* the only user of a storage it covers exactly, stored as we keep it: use it in place */
+            if (weights_put_borrowed(s, (const char *)k->u.s.p, k->u.s.len, sd->elem, t->ndim, t->shape,
+                                     (void *)sd->bytes, err) < 0)
+                return -1;
+        } else if (sd->owned && sd->refs == 1 && off == 0 && contiguous && numel == sd->numel && numel > 0 &&
             (sd->elem == W_F32 || sd->elem == W_I64)) {
             /* the only user of a storage it covers exactly: take the buffer over instead of copying */
             void *data = sd->owned;
@@ -982,13 +989,19 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
 
 struct zipctx {
     zip_t *za;
+    weights_set *s;            /* storages are read into its arena */
+    const uint8_t *buf;        /* the archive, which with borrow stays mapped as long as the set */
+    size_t n;
+    int borrow;
+    uint8_t *scratch;          /* zip_verify's buffer */
     const char *label;
     char prefix[512];          /* "archive/" */
     uint64_t budget;           /* uncompressed bytes still allowed */
 };
 
-/* Read entry idx whole, expecting want bytes (or any size <= max when want is UINT64_MAX). */
-static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint64_t want, uint64_t max,
+/* Read entry idx whole, expecting want bytes (or any size <= max when want is UINT64_MAX), into
+ * malloc'd memory, or with arena into the set's arena (never freed here). */
+static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint64_t want, uint64_t max, int arena,
                       uint64_t *got, struct util_err *err)
 {
     zip_stat_t zs;
@@ -1013,7 +1026,7 @@ static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint6
         return NULL;
     }
     z->budget -= zs.size;
-    uint8_t *buf = malloc(zs.size ? (size_t)zs.size : 1);
+    uint8_t *buf = arena ? weights_arena_alloc(z->s, zs.size ? (size_t)zs.size : 1, err) : malloc(zs.size ? (size_t)zs.size : 1);
     if (!buf) {
         util_err_set(err, "%s: %s: out of memory (%llu bytes)", z->label, name, (unsigned long long)zs.size);
         return NULL;
@@ -1021,7 +1034,7 @@ static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint6
     zip_file_t *f = zip_fopen_index(z->za, (zip_uint64_t)idx, 0);
     if (!f) {
         util_err_set(err, "%s: %s: %s", z->label, name, zip_strerror(z->za));
-        free(buf);
+        if (!arena) free(buf);
         return NULL;
     }
     uint64_t done = 0;
@@ -1030,7 +1043,7 @@ static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint6
         if (k <= 0) {
             util_err_set(err, "%s: %s: %s", z->label, name, k < 0 ? zip_file_strerror(f) : "truncated entry");
             zip_fclose(f);
-            free(buf);
+            if (!arena) free(buf);
             return NULL;
         }
         done += (uint64_t)k;
@@ -1041,12 +1054,80 @@ static void *zip_read(struct zipctx *z, zip_int64_t idx, const char *name, uint6
     if (k != 0) {
         util_err_set(err, "%s: %s: %s", z->label, name, k < 0 ? zip_file_strerror(f) : "longer than its size");
         zip_fclose(f);
-        free(buf);
+        if (!arena) free(buf);
         return NULL;
     }
     zip_fclose(f);
     *got = done;
     return buf;
+}
+
+/* Read entry idx through libzip into a small scratch buffer, which makes libzip check its CRC (at the
+ * end of the entry), without keeping the bytes: for entries used in place.  0 or -1. */
+static int zip_verify(struct zipctx *z, zip_int64_t idx, const char *name, struct util_err *err)
+{
+    enum { SCRATCH = 1 << 18 };   /* stays in the cache: the copy costs little next to the CRC */
+    if (!z->scratch && !(z->scratch = malloc(SCRATCH))) return util_err_set(err, "%s: out of memory", z->label);
+    zip_file_t *f = zip_fopen_index(z->za, (zip_uint64_t)idx, 0);
+    if (!f) return util_err_set(err, "%s: %s: %s", z->label, name, zip_strerror(z->za));
+    zip_int64_t k;
+    while ((k = zip_fread(f, z->scratch, SCRATCH)) > 0) {}
+    if (k < 0) {
+        util_err_set(err, "%s: %s: %s", z->label, name, zip_file_strerror(f));
+        zip_fclose(f);
+        return -1;
+    }
+    zip_fclose(f);
+    return 0;
+}
+
+/* Where the bytes of entry idx (called name) lie in the archive, when it is stored uncompressed as
+ * torch writes storages: 1 and *data set, 0 when it cannot be used in place (compressed, zip64,
+ * encrypted, not found: the caller copies it out through libzip), -1 with err set on a CRC mismatch.
+ * libzip has opened the archive with its consistency checks; every offset is still checked here. */
+static int zip_stored(struct zipctx *z, zip_int64_t idx, const char *name, uint64_t want, const uint8_t **data,
+                      struct util_err *err)
+{
+    zip_stat_t zs;
+    if (zip_stat_index(z->za, (zip_uint64_t)idx, 0, &zs) < 0) return 0;
+    zip_uint64_t need = ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD | ZIP_STAT_CRC | ZIP_STAT_ENCRYPTION_METHOD;
+    if ((zs.valid & need) != need || zs.comp_method != ZIP_CM_STORE || zs.encryption_method != ZIP_EM_NONE ||
+        zs.size != want || zs.comp_size != want)
+        return 0;
+    const uint8_t *b = z->buf;
+    size_t n = z->n, nl = strlen(name);
+    if (n < 22) return 0;
+    /* end of central directory: the last signature within the 64 KiB comment window */
+    size_t eocd = n - 22, stop = n - 22 > 65535 ? n - 22 - 65535 : 0;
+    while (le(b + eocd, 4) != 0x06054b50) {
+        if (eocd == stop) return 0;
+        eocd--;
+    }
+    uint64_t entries = le(b + eocd + 10, 2), cd_size = le(b + eocd + 12, 4), cd_off = le(b + eocd + 16, 4);
+    if (entries == 0xFFFF || cd_size == 0xFFFFFFFF || cd_off == 0xFFFFFFFF || cd_off > eocd || cd_size > eocd - cd_off)
+        return 0;   /* zip64 or inconsistent: let libzip copy it */
+    size_t p = (size_t)cd_off, end = (size_t)(cd_off + cd_size);
+    for (uint64_t e = 0; e < entries; e++) {
+        if (end - p < 46 || le(b + p, 4) != 0x02014b50) return 0;
+        size_t enl = le(b + p + 28, 2), exl = le(b + p + 30, 2), cml = le(b + p + 32, 2);
+        uint64_t lho = le(b + p + 42, 4);
+        if (end - p - 46 < enl + exl + cml) return 0;
+        if (enl == nl && memcmp(b + p + 46, name, nl) == 0) {
+            /* the entry libzip checked: stored, same CRC and sizes */
+            if (le(b + p + 10, 2) != 0 || le(b + p + 16, 4) != zs.crc || le(b + p + 20, 4) != want ||
+                le(b + p + 24, 4) != want || lho > n || n - lho < 30 || le(b + lho, 4) != 0x04034b50)
+                return 0;
+            size_t lnl = le(b + lho + 26, 2), lxl = le(b + lho + 28, 2);
+            if (lnl != nl || n - lho - 30 < lnl || memcmp(b + lho + 30, name, nl) != 0) return 0;
+            uint64_t off = lho + 30 + lnl + lxl;
+            if (off > n || n - off < want) return 0;
+            if (zip_verify(z, idx, name, err) < 0) return -1;
+            *data = b + off;
+            return 1;
+        }
+        p += 46 + enl + exl + cml;
+    }
+    return 0;
 }
 
 static int zip_fetch(void *ctx, struct sdata *sd, struct util_err *err)
@@ -1063,15 +1144,25 @@ static int zip_fetch(void *ctx, struct sdata *sd, struct util_err *err)
     uint64_t bytes, got;
     if (__builtin_mul_overflow((uint64_t)sd->numel, (uint64_t)welem_size(sd->elem), &bytes))
         return util_err_set(err, "%s: storage %s: size overflows", z->label, key);
-    void *buf = zip_read(z, idx, name, bytes, UINT64_MAX, &got, err);
+    if (z->borrow) {   /* a stored entry of the mapped file: use its bytes where they are */
+        const uint8_t *p = NULL;
+        int r = zip_stored(z, idx, name, bytes, &p, err);
+        if (r < 0) return -1;
+        if (r > 0 && weights_can_borrow(sd->elem, p)) {
+            sd->bytes = p;
+            sd->lives = 1;
+            return 0;
+        }
+    }
+    void *buf = zip_read(z, idx, name, bytes, UINT64_MAX, 1, &got, err);
     if (!buf) return -1;
-    sd->owned = buf;
     sd->bytes = buf;
+    sd->lives = 1;
     return 0;
 }
 
 weights_set *weights_read_pth(const uint8_t *buf, size_t n, const char *label, const weights_opts *o,
-                              struct util_err *err)
+                              int borrow, struct util_err *err)
 {
     zip_error_t ze;
     zip_error_init(&ze);
@@ -1128,7 +1219,7 @@ weights_set *weights_read_pth(const uint8_t *buf, size_t n, const char *label, c
     zip_int64_t bo = zip_name_locate(z.za, name, 0);
     uint64_t got;
     if (bo >= 0) {
-        uint8_t *b = zip_read(&z, bo, name, UINT64_MAX, 16, &got, err);
+        uint8_t *b = zip_read(&z, bo, name, UINT64_MAX, 16, 0, &got, err);
         if (!b) goto fail;
         int little = got == 6 && memcmp(b, "little", 6) == 0;
         free(b);
@@ -1138,24 +1229,31 @@ weights_set *weights_read_pth(const uint8_t *buf, size_t n, const char *label, c
         }
     }
     snprintf(name, sizeof name, "%sdata.pkl", z.prefix);
-    if (!(pkl = zip_read(&z, pkl_idx, name, UINT64_MAX, MAX_PICKLE, &got, err))) goto fail;
+    if (!(pkl = zip_read(&z, pkl_idx, name, UINT64_MAX, MAX_PICKLE, 0, &got, err))) goto fail;
     snprintf(where, sizeof where, "%s: data.pkl", label);
     up_init(&u, label, where, pkl, (size_t)got, 0, err);
     struct obj *root;
     if (!(s = weights_create(label, err)) || unpickle(&u, &root) < 0) goto fail;
     s->format = WEIGHTS_PTH;
+    z.s = s;
+    z.buf = buf;
+    z.n = n;
+    z.borrow = borrow;
+    s->may_borrow = borrow;
     const struct obj *d = unwrap(s, root, o, err);
     if (!d || extract(s, d, &tab, zip_fetch, &z, err) < 0) goto fail;
     up_free(&u);
     st_free(&tab);
     free(pkl);
     zip_discard(z.za);
+    free(z.scratch);
     return s;
 fail:
     up_free(&u);
     st_free(&tab);
     free(pkl);
     zip_discard(z.za);
+    free(z.scratch);
     weights_free(s);
     return NULL;
 }
@@ -1175,7 +1273,7 @@ static int legacy_fetch(void *ctx, struct sdata *sd, struct util_err *err)
 }
 
 weights_set *weights_read_pth_legacy(const uint8_t *buf, size_t n, const char *label, const weights_opts *o,
-                                     struct util_err *err)
+                                     int borrow, struct util_err *err)
 {
     struct up u;
     struct stable tab = {0};
@@ -1204,6 +1302,7 @@ weights_set *weights_read_pth_legacy(const uint8_t *buf, size_t n, const char *l
     }
     if (!(s = weights_create(label, err))) goto fail;
     s->format = WEIGHTS_PTH_LEGACY;
+    s->may_borrow = borrow;
     const struct obj *d = unwrap(s, root, o, err);
     if (!d) goto fail;
     /* the storages follow in key order: an 8-byte element count, then the raw elements.  Their types
@@ -1257,6 +1356,7 @@ weights_set *weights_read_pth_legacy(const uint8_t *buf, size_t n, const char *l
             goto fail;
         }
         sd->bytes = buf + pos;
+        sd->lives = borrow;   /* used in place when aligned (torch pads nothing: often it is not) */
         pos += (size_t)bytes;
     }
     if (extract(s, d, &tab, legacy_fetch, &l, err) < 0) goto fail;
@@ -1459,6 +1559,11 @@ static int save_zip(const weights_set *s, const char *path, char (*keys)[24], st
     }
     char name[64];
     int ok = 1;
+    /* Like torch, pad each local header with an extra field ("FB") so every entry's data starts 64-byte
+     * aligned: readers can then use stored tensors in place.  pos follows libzip's layout (local header,
+     * name, extra, data; no descriptors for sources of known size); were it off, only speed suffers. */
+    static const uint8_t zeros[64];
+    uint64_t pos = 0;
     for (int i = -2; i < s->n && ok; i++) {
         const void *data;
         size_t len;
@@ -1472,6 +1577,12 @@ static int save_zip(const weights_set *s, const char *path, char (*keys)[24], st
             ok = 0;
         } else if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) < 0) {
             ok = 0;
+        } else {
+            uint64_t data_at = pos + 30 + strlen(name) + 4;
+            uint16_t pad = (uint16_t)((64 - data_at % 64) % 64);
+            if (zip_file_extra_field_set(za, (zip_uint64_t)idx, 0x4246, ZIP_EXTRA_FIELD_NEW, zeros, pad, ZIP_FL_LOCAL) < 0)
+                ok = 0;
+            pos = data_at + pad + len;
         }
     }
     if (!ok || zip_close(za) < 0) {

@@ -92,7 +92,8 @@ static int parse_entry(const char *label, const char *key, const json_t *v, stru
     return 0;
 }
 
-weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *label, struct util_err *err)
+weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *label, int borrow,
+                                      struct util_err *err)
 {
     if (n < 8) {
         util_err_set(err, "%s: truncated safetensors file (%zu bytes)", label, n);
@@ -131,6 +132,7 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
     s = weights_create(label, err);
     if (!ents || !s) goto fail;
     s->format = WEIGHTS_SAFETENSORS;
+    s->may_borrow = borrow;   /* F32/I64 data is used in place: the tiling check below rules out aliasing */
     size_t k = 0;
     const char *key;
     json_t *val;
