@@ -85,9 +85,15 @@ typedef struct {
 void nn_bn_forward(nn_bn *l, float *y, const float *x, const float *res, int relu, int64_t m, int train,
                    float *save_mean, float *save_invstd);
 /* dy (c, m).  If relu, y is the forward output and dy is OVERWRITTEN by dy * (y > 0), which is also the
- * gradient of res.  Adds into dw, db; writes dx (c, m) unless NULL.  train must match the forward. */
+ * gradient of res.  Adds into dw, db; writes dx (c, m) unless NULL (dx may be x).  train must match
+ * the forward. */
 void nn_bn_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
                     int64_t m, int train, const float *save_mean, const float *save_invstd);
+/* y = relu?(gamma * xhat + beta) again, exactly as the forward computed it (train: the saved batch
+ * statistics; eval: the running ones): lets a network recompute BN outputs in backward instead of
+ * keeping them.  No statistics move.  y may alias x. */
+void nn_bn_recompute(const nn_bn *l, float *y, const float *x, int relu, int64_t m, int train,
+                     const float *save_mean, const float *save_invstd);
 /* BatchNorm1d over features x (n, c) (row-major, as the projection head holds them), same semantics. */
 void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int train, float *save_mean,
                      float *save_invstd);

@@ -650,6 +650,25 @@ void nn_bn_forward(nn_bn *l, float *y, const float *x, const float *res, int rel
     if (train) (*l->n_tracked)++;
 }
 
+void nn_bn_recompute(const nn_bn *l, float *y, const float *x, int relu, int64_t m, int train,
+                     const float *save_mean, const float *save_invstd)
+{
+#pragma omp parallel for schedule(dynamic, 1) if (l->c * m > NN_PAR_MIN)
+    for (int c = 0; c < l->c; c++) {
+        /* the same float operations as nn_bn_forward: bit-identical outputs */
+        float mean, invstd;
+        if (train) {
+            mean = save_mean[c];
+            invstd = save_invstd[c];
+        } else {
+            mean = l->mean[c];
+            invstd = (float)(1.0 / sqrt((double)l->var[c] + l->eps));
+        }
+        const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
+        bn_apply(y + c * m, x + c * m, NULL, relu, m, scale, shift);
+    }
+}
+
 void nn_bn_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
                     int64_t m, int train, const float *save_mean, const float *save_invstd)
 {

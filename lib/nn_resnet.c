@@ -386,8 +386,8 @@ double nn_model_flops(const nn_model *m, int h, int w)
 /* ---------------------------------------------------------------- workspace ---- */
 
 typedef struct {
-    float *a1, *r1, *a2, *r2, *a3, *ad, *out;  /* conv outputs (a), BN+ReLU outputs (r), block output */
-    int h, w, ho, wo;                          /* input and output size */
+    float *a1, *a2, *a3, *ad, *out;  /* conv outputs (a), block output */
+    int h, w, ho, wo;                /* input and output size */
 } blk_ws;
 
 struct nn_ws {
@@ -395,7 +395,7 @@ struct nn_ws {
     int n, train, train_bb;   /* last forward: images, mode, backbone BN mode */
     const float *x;           /* last forward's input (n, in_ch, h, w) */
     stem_geom geo;
-    float *a0, *r0, *p0;      /* conv1 output, BN+ReLU, max-pool (p0 == r0 for the small stem) */
+    float *r0, *p0;           /* conv1's BN+ReLU, max-pool (p0 == r0 for the small stem) */
     int32_t *pidx;            /* max-pool argmax */
     blk_ws *blk;
     float *feat;              /* (batch, feat_dim) */
@@ -433,7 +433,10 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
 #define ACT(c, hh, ww) (maxact = maxact > (size_t)(c) * B * (hh) * (ww) ? maxact : (size_t)(c) * B * (hh) * (ww), \
                         (float *)take(a, (size_t)(c) * B * (hh) * (ww), sizeof(float)))
     const size_t stem_act = (size_t)W * B * ws->geo.h0 * ws->geo.w0;
-    ws->a0 = take(a, stem_act, sizeof(float));
+    /* Kept for backward: each convolution's output (BN's input) and each block's output.  The inner
+     * BN+ReLU outputs (r1, r2) are recomputed from the convolution outputs in backward, and conv1's
+     * output (3 input channels: cheap) from the image, in backward scratch: at 64x64 with the small
+     * stem these would be a fifth of the workspace. */
     ws->r0 = take(a, stem_act, sizeof(float));
     if (m->cfg.stem == NN_STEM_IMAGENET) {
         ws->p0 = ACT(W, ws->geo.hp, ws->geo.wp);
@@ -455,16 +458,13 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
         bw->h = ch, bw->w = cw, bw->ho = ho, bw->wo = wo;
         if (k->conv3.c_out) {
             bw->a1 = ACT(planes, ch, cw);
-            bw->r1 = ACT(planes, ch, cw);
             bw->a2 = ACT(planes, ho, wo);
-            bw->r2 = ACT(planes, ho, wo);
             bw->a3 = ACT(k->c_out, ho, wo);
             c1 = nn_conv_col_min(&k->conv2, ch, cw, 0);
         } else {
             bw->a1 = ACT(planes, ho, wo);
-            bw->r1 = ACT(planes, ho, wo);
             bw->a2 = ACT(k->c_out, ho, wo);
-            bw->r2 = bw->a3 = NULL;
+            bw->a3 = NULL;
             c1 = nn_conv_col_min(&k->conv1, ch, cw, 0);
             size_t c2 = nn_conv_col_min(&k->conv2, ho, wo, 0);
             if (c2 > c1) c1 = c2;
@@ -586,8 +586,12 @@ const float *nn_forward(nn_model *m, nn_ws *ws, const float *x, int n, int train
     const int tb = train && !m->freeze_backbone;
     ws->n = n, ws->x = x, ws->train = train, ws->train_bb = tb;
     const stem_geom g = ws->geo;
-    nn_conv_forward(&m->conv1, ws->a0, x, 1, n, ws->h, ws->w, ws->col, ws->col_cap);
-    nn_bn_forward(&m->bn1, ws->r0, ws->a0, NULL, 1, (int64_t)n * g.h0 * g.w0, tb, smean(m, ws, &m->bn1),
+    /* g[0] and g[1] are stem-sized; g[0] .. g[2] are free during the forward pass except that g[0]
+     * holds a block's normalised shortcut: conv1's output goes to g[1], the inner BN+ReLU outputs to
+     * g[1] and g[2] (each g is as large as the largest block tensor) */
+    float *a0 = ws->g[1], *r1 = ws->g[1], *r2 = ws->g[2];
+    nn_conv_forward(&m->conv1, a0, x, 1, n, ws->h, ws->w, ws->col, ws->col_cap);
+    nn_bn_forward(&m->bn1, ws->r0, a0, NULL, 1, (int64_t)n * g.h0 * g.w0, tb, smean(m, ws, &m->bn1),
                   sinv(m, ws, &m->bn1));
     if (m->cfg.stem == NN_STEM_IMAGENET)
         nn_maxpool_forward(ws->p0, ws->pidx, ws->r0, (int64_t)m->cfg.width * n, g.h0, g.w0, 3, 2, 1);
@@ -600,15 +604,15 @@ const float *nn_forward(nn_model *m, nn_ws *ws, const float *x, int n, int train
         const float *lastx;
         if (k->conv3.c_out) {
             nn_conv_forward(&k->conv1, bw->a1, cur, 0, n, bw->h, bw->w, ws->col, ws->col_cap);
-            nn_bn_forward(&k->bn1, bw->r1, bw->a1, NULL, 1, mi, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
-            nn_conv_forward(&k->conv2, bw->a2, bw->r1, 0, n, bw->h, bw->w, ws->col, ws->col_cap);
-            nn_bn_forward(&k->bn2, bw->r2, bw->a2, NULL, 1, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
-            nn_conv_forward(&k->conv3, bw->a3, bw->r2, 0, n, bw->ho, bw->wo, ws->col, ws->col_cap);
+            nn_bn_forward(&k->bn1, r1, bw->a1, NULL, 1, mi, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            nn_conv_forward(&k->conv2, bw->a2, r1, 0, n, bw->h, bw->w, ws->col, ws->col_cap);
+            nn_bn_forward(&k->bn2, r2, bw->a2, NULL, 1, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
+            nn_conv_forward(&k->conv3, bw->a3, r2, 0, n, bw->ho, bw->wo, ws->col, ws->col_cap);
             last = &k->bn3, lastx = bw->a3;
         } else {
             nn_conv_forward(&k->conv1, bw->a1, cur, 0, n, bw->h, bw->w, ws->col, ws->col_cap);
-            nn_bn_forward(&k->bn1, bw->r1, bw->a1, NULL, 1, mo, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
-            nn_conv_forward(&k->conv2, bw->a2, bw->r1, 0, n, bw->ho, bw->wo, ws->col, ws->col_cap);
+            nn_bn_forward(&k->bn1, r1, bw->a1, NULL, 1, mo, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            nn_conv_forward(&k->conv2, bw->a2, r1, 0, n, bw->ho, bw->wo, ws->col, ws->col_cap);
             last = &k->bn2, lastx = bw->a2;
         }
         const float *res = cur;
@@ -700,16 +704,21 @@ void nn_backward(nn_model *m, nn_ws *ws, const float *dout, float *dx)
         const size_t cap = ws->col_cap;
         if (k->conv3.c_out) {
             nn_bn_backward(&k->bn3, Q1, P, bw->out, 1, bw->a3, mo, tb, smean(m, ws, &k->bn3), sinv(m, ws, &k->bn3));
-            nn_conv_backward(&k->conv3, Q2, 0, Q1, bw->r2, 0, n, bw->ho, bw->wo, col, cap);
-            nn_bn_backward(&k->bn2, Q1, Q2, bw->r2, 1, bw->a2, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
-            nn_conv_backward(&k->conv2, Q2, 0, Q1, bw->r1, 0, n, bw->h, bw->w, col, cap);
-            nn_bn_backward(&k->bn1, Q1, Q2, bw->r1, 1, bw->a1, mi, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            /* Q3 is free until conv1's input gradient: it holds the recomputed r2, then r1 */
+            nn_bn_recompute(&k->bn2, Q3, bw->a2, 1, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
+            nn_conv_backward(&k->conv3, Q2, 0, Q1, Q3, 0, n, bw->ho, bw->wo, col, cap);
+            nn_bn_backward(&k->bn2, Q1, Q2, Q3, 1, bw->a2, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
+            nn_bn_recompute(&k->bn1, Q3, bw->a1, 1, mi, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            nn_conv_backward(&k->conv2, Q2, 0, Q1, Q3, 0, n, bw->h, bw->w, col, cap);
+            nn_bn_backward(&k->bn1, Q1, Q2, Q3, 1, bw->a1, mi, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
             nn_conv_backward(&k->conv1, Q3, 0, Q1, xin, 0, n, bw->h, bw->w, col, cap);
         } else {
             /* P is masked by the final ReLU in place: it is then also the shortcut's gradient */
             nn_bn_backward(&k->bn2, Q1, P, bw->out, 1, bw->a2, mo, tb, smean(m, ws, &k->bn2), sinv(m, ws, &k->bn2));
-            nn_conv_backward(&k->conv2, Q2, 0, Q1, bw->r1, 0, n, bw->ho, bw->wo, col, cap);
-            nn_bn_backward(&k->bn1, Q1, Q2, bw->r1, 1, bw->a1, mo, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            /* Q3 is free until conv1's input gradient: it holds the recomputed r1 */
+            nn_bn_recompute(&k->bn1, Q3, bw->a1, 1, mo, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
+            nn_conv_backward(&k->conv2, Q2, 0, Q1, Q3, 0, n, bw->ho, bw->wo, col, cap);
+            nn_bn_backward(&k->bn1, Q1, Q2, Q3, 1, bw->a1, mo, tb, smean(m, ws, &k->bn1), sinv(m, ws, &k->bn1));
             nn_conv_backward(&k->conv1, Q3, 0, Q1, xin, 0, n, bw->h, bw->w, col, cap);
         }
         if (k->down.c_out) {
@@ -734,7 +743,9 @@ void nn_backward(nn_model *m, nn_ws *ws, const float *dout, float *dx)
     } else {
         da0 = ws->g[(ip + 1) & 3];   /* all four are stem-sized: r0 is the first block's input */
     }
-    nn_bn_backward(&m->bn1, da0, G, ws->r0, 1, ws->a0, (int64_t)n * g.h0 * g.w0, tb, smean(m, ws, &m->bn1),
+    /* conv1's output again (the same computation as forward: bit-identical), then its gradient in place */
+    nn_conv_forward(&m->conv1, da0, ws->x, 1, n, ws->h, ws->w, ws->col, ws->col_cap);
+    nn_bn_backward(&m->bn1, da0, G, ws->r0, 1, da0, (int64_t)n * g.h0 * g.w0, tb, smean(m, ws, &m->bn1),
                    sinv(m, ws, &m->bn1));
     nn_conv_backward(&m->conv1, dx, 0, da0, ws->x, 1, n, ws->h, ws->w, ws->col, ws->col_cap);
 }
