@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "nn.h"
+#include "plot.h"
 #include "simclr.h"
 #include "train.h"
 #include "tsz.h"
@@ -692,6 +693,39 @@ enum { COL_EPOCH, COL_STEP, COL_LOSS, COL_ACC, COL_LR, COL_RATE, COL_WAIT, COL_K
 static const char *const log_cols[N_COLS] = {"epoch", "step", "loss", "contrastive_acc", "lr",
                                              "pairs_per_s", "wait_frac", "knn_acc", "seconds"};
 
+/* --curves: the loss divided by its value for uniform similarities, ln(2B - 1), next to the contrastive
+ * and k-NN accuracies, so that all three share the 0..1 axis (the raw loss, 4 to 6.2 at B = 256, would
+ * squash the accuracies, a few percent early in a run, onto the x axis).  Point i is log row i (row 0:
+ * the k-NN accuracy before training). */
+static int simclr_curves(const train_log *l, int64_t batch, const char *path, const char *title,
+                         struct util_err *err)
+{
+    static const char *const labels[3] = {"loss / ln(2B-1)", "contrastive_acc", "knn_acc"};
+    static const int cols[3] = {COL_LOSS, COL_ACC, COL_KNN};
+    const int n = l->n_rows;
+    if (n <= 0) return 0;
+    double *buf = malloc(sizeof(double) * 3 * n);
+    if (!buf) return util_err_set(err, "%s: out of memory", path);
+    const double chance = log((double)(2 * batch - 1));
+    const double *series[3];
+    int ns = 0;
+    const char *lab[3];
+    for (int k = 0; k < 3; k++) {
+        double *s = buf + (size_t)ns * n;
+        int finite = 0;
+        for (int i = 0; i < n; i++) {
+            s[i] = l->v[(size_t)i * l->n_cols + cols[k]];
+            if (cols[k] == COL_LOSS && chance > 0) s[i] /= chance;   /* B = 1: ln 1 = 0, plot it raw */
+            finite += isfinite(s[i]) != 0;
+        }
+        if (finite) series[ns] = s, lab[ns] = labels[k], ns++;
+    }
+    const int rc = ns ? plot_lines_png(path, title, "log row (1: before training, 2: epoch 1, ...)", ns, lab,
+                                       series, n, err) : 0;
+    free(buf);
+    return rc;
+}
+
 int simclr_train(const simclr_opts *o, struct util_err *err)
 {
     simclr_stream *st = NULL;
@@ -889,10 +923,9 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                                   knn_acc, util_now() - t_ep};
             if (train_log_add(&log, row, err) < 0) goto done;
             if (o->log && train_log_write(&log, o->log, err) < 0) goto done;
-            static const char *const curve_cols[] = {"loss", "contrastive_acc", "knn_acc"};
             char title[300];
             snprintf(title, sizeof title, "%s %s", util_progname(), o->output);
-            if (o->curves && train_log_curves(&log, o->curves, title, curve_cols, 3, err) < 0) goto done;
+            if (o->curves && simclr_curves(&log, B, o->curves, title, err) < 0) goto done;
             char text[300];
             int k = snprintf(text, sizeof text, "epoch %lld/%d (step %lld): loss %.4f acc %.3f lr %.4g, %.1f pairs/s, "
                              "input wait %.0f%%", (long long)e_now, E, (long long)done, row[COL_LOSS], row[COL_ACC], lr,
