@@ -530,8 +530,9 @@ static int same_config(const nn_config *a, const nn_config *b, char *what, size_
     else if (a->num_classes != b->num_classes) snprintf(what, cap, "%d classes, not %d", a->num_classes, b->num_classes);
     else if (a->stem != b->stem) snprintf(what, cap, "another stem");
     else if (a->dropout != b->dropout) snprintf(what, cap, "dropout %g, not %g", a->dropout, b->dropout);
-    else if (a->head_layers != b->head_layers || a->head_hidden != b->head_hidden || a->head_out != b->head_out)
-        snprintf(what, cap, "another projection head");
+    else if (a->head_layers != b->head_layers ||
+             (a->head_layers && (a->head_hidden != b->head_hidden || a->head_out != b->head_out)))
+        snprintf(what, cap, "another projection head");   /* without a head its sizes mean nothing */
     else return 1;
     return 0;
 }

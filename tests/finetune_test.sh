@@ -79,6 +79,28 @@ if finetune $NET --epochs 1 --init enc.tsz -o fenc.tsz train.tsz 2>run.err; then
 else
     fail "finetune --init encoder: $(head -c 300 run.err)"
 fi
+# --resume of a run started from an encoder with a projection head accepts its own checkpoint and
+# ends with the tensors of the uninterrupted run (here: resumed from the checkpoint after epoch 1)
+mkdir -p initres && cd initres
+if finetune $NET --epochs 2 --init ../enc.tsz -o full.tsz ../train.tsz 2>../run.err; then
+    finetune $NET --epochs 2 --init ../enc.tsz --checkpoint part.ckpt -o part.tsz ../train.tsz 2>/dev/null &
+    pid=$!
+    i=0
+    while [ ! -e part.ckpt ] && [ $i -lt 1500 ]; do sleep 0.02; i=$((i + 1)); done
+    kill -9 $pid 2>/dev/null
+    wait $pid 2>/dev/null
+    if [ -e part.tsz ] || [ ! -e part.ckpt ]; then
+        skip "finetune --init --resume: the kill did not land mid-run"
+    elif finetune $NET --epochs 2 --init ../enc.tsz --checkpoint part.ckpt --resume -o part.tsz ../train.tsz 2>../run.err &&
+         tsz npy -o full.npz full.tsz && tsz npy -o part.npz part.tsz && cmp -s full.npz part.npz; then
+        pass "finetune --init from an encoder with a head: killed, --resume gives the uninterrupted tensors"
+    else
+        fail "finetune --init --resume: $(head -c 300 ../run.err)"
+    fi
+else
+    fail "finetune --init (for --resume): $(head -c 300 ../run.err)"
+fi
+cd ..
 # the pre-trained network decides; contradicting options get a note (pipelines pass them for every method)
 if finetune $NET --epochs 1 --arch resnet34 --stem imagenet --init enc.tsz -o fenc2.tsz train.tsz 2>note.err &&
    tsz info fenc2.tsz | grep -q 'arch=resnet18' && tsz info fenc2.tsz | grep -q 'stem=small' &&
