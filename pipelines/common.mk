@@ -26,14 +26,21 @@
 #   SIMCLR_INIT SUPERVISED_INIT     a published checkpoint (.pth/.safetensors/.tsz) as that encoder
 #   SIMCLR_IMAGES                   images for our own SimCLR pre-training (see simclr.mk)
 #   SUP_IMAGES                      an ImageFolder tree for our own supervised pre-training (supervised.mk)
+#   INIT_OPTS                       further finetune options whenever an encoder is loaded
+#   MEL_OPTS                        wav2mel options (each dataset file sets its preset)
+#   COMPARE                         paired comparisons A:B to run (when both runs exist)
 #   TSNE_FOLD TSNE_OPTS             fold whose test features t-SNE draws; tsne options
+#   PAPER                           the paper's numbers shown in table.md (pipelines/paper.tsv)
 #   THREADS        threads per tool (default: cores / make jobs, see below)
 #
 # Threads: `make -jN` runs up to N tools at once; each gets -j THREADS with THREADS = max(1, cores/N)
 # (cores from nproc; plain `make` is N = 1, `make -j` without a number counts as N = cores), so N jobs
 # never ask for more threads than there are cores.  In a pipe (augment | simclr-train) the trainer
-# gets THREADS and augment one thread.  Set THREADS=n to override.  Results do not depend on it when
-# the tools are deterministic across thread counts (see each tool's man page).
+# gets THREADS and augment one thread.  Set THREADS=n to override.  Results do not depend on it:
+# every tool computes the same numbers for any thread count, so -j2 and -j1 give identical tables
+# (tests/pipelines_test.sh checks it).  Small networks run better as N single-threaded jobs.
+# Data directories are fingerprinted (names, sizes, modification times) when make starts, so that
+# new or changed files re-run what they feed; on a very large image tree that takes a few seconds.
 
 ifndef EARSIGHT_COMMON_MK
 EARSIGHT_COMMON_MK := 1
@@ -92,14 +99,14 @@ settings = $(if $(DRY_RUN),$(if $(call settings_same,$(1),$(2)),,$(eval $(1): .e
 .earsight-force: ;
 # A cheap fingerprint of a directory tree or file (names, sizes, mtimes), so new data re-runs.
 fingerprint = $(shell if [ -e $(call sq,$(1)) ]; then find -L $(call sq,$(1)) -printf '%P %s %T@\n' 2>/dev/null | LC_ALL=C sort | cksum | cut -d' ' -f1; else echo absent; fi)
-# Write a target through a temporary file so an interrupted recipe never leaves a complete-looking one.
+# A heading on stderr before a long step (the tools show their own progress on a terminal).
 say = @printf '\n== %s\n' $(call sq,$(1)) >&2
 
 # Trainers (finetune, simclr-train) checkpoint to TARGET.ckpt (TARGET without .tsz) as they go: an
 # interrupted run resumes from it, unless a prerequisite (data, encoder, settings, the tool itself)
-# changed after the checkpoint was written, in which case the checkpoint is deleted.
+# changed after the checkpoint was written, in which case the checkpoint is deleted (not under make -n).
 CKPT = $(@:.tsz=.ckpt)
-RESUME = --checkpoint $(CKPT)$(if $(wildcard $(CKPT)),$(if $(shell find $^ -newer $(CKPT) 2>/dev/null),$(shell rm -f $(CKPT)), --resume))
+RESUME = --checkpoint $(CKPT)$(if $(wildcard $(CKPT)),$(if $(shell find $^ -newer $(CKPT) 2>/dev/null),$(if $(DRY_RUN),,$(shell rm -f $(CKPT))), --resume))
 
 $(BIN)/%:
 	@echo "pipelines: $@ does not exist: run 'make' in $(ES_ROOT) first (or set BIN=)" >&2; exit 1

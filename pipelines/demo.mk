@@ -32,16 +32,22 @@ FOLDS  ?= $(shell seq 1 $(NFOLDS))
 # window:hop pairs as the paper's 3-channel images, 64 mels, 96 frames
 MEL_OPTS ?= --preset esc50 --rate 22050 --duration 1 --fit pad --n-fft 2048 --mels 64 --channels 10:5,25:10,50:25 --width 96
 # natural images: each photo's shorter side resized to PHOTO_SIDE, then CROPS_PER_PHOTO random crops
-# of CROP_AREA (fraction of the photo) resized to CROP_SIZE pixels
+# of CROP_AREA (fraction of the photo) resized to CROP_SIZE pixels; NPHOTOS > 0 uses only the first
+# NPHOTOS photos (quick trials)
+NPHOTOS         ?= 0
 PHOTO_SIDE      ?= 384
 CROPS_PER_PHOTO ?= 100
 CROP_AREA       ?= 0.02,0.2
 CROP_SIZE       ?= 72
-# SimCLR pre-training on the crops
-SIMCLR_EPOCHS ?= 10
+# SimCLR pre-training on the crops (temperature 0.2: with batch 128 it learns faster than 0.5)
+SIMCLR_EPOCHS ?= 20
 SIMCLR_BATCH  ?= 128
 SIMCLR_SIZE   ?= 64
+SIMCLR_TEMP   ?= 0.2
 SIMCLR_STEM   ?= $(STEM)
+# parallel jobs of `make demo` when make was given no -j: one job per core, one thread each (these
+# small networks run better as independent single-threaded jobs than as one job on every core)
+DEMO_JOBS ?= $(NPROC)
 # outputs and intermediate files
 OUT  ?= results/demo
 WORK ?= work/demo
@@ -63,7 +69,9 @@ MEDIA := /usr/share/hydrogen/data/drumkits /usr/share/sonic-pi/samples /usr/shar
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
 $(call settings,$(CFG)/mel.cfg,opts=$(MEL_OPTS) nfolds=$(NFOLDS) data=$(foreach d,$(MEDIA),$(call fingerprint,$(d))))
-$(call settings,$(CFG)/crops.cfg,side=$(PHOTO_SIDE) crops=$(CROPS_PER_PHOTO) area=$(CROP_AREA) size=$(CROP_SIZE) seed=$(SEED))
+$(call settings,$(CFG)/crops.cfg,photos=$(NPHOTOS) side=$(PHOTO_SIDE) crops=$(CROPS_PER_PHOTO) area=$(CROP_AREA) size=$(CROP_SIZE) seed=$(SEED))
+ENC_DESC_simclr = SimCLR pre-training on $(CROPS_PER_PHOTO) random crops ($(CROP_SIZE) px, $(subst $(,), to ,$(CROP_AREA)) of the area) \
+  of each photo of `$(DATA)/photos.txt` (shorter side $(PHOTO_SIDE) px) (`$(SIMCLR_MODEL)`): `$(SIMCLR_SETTINGS)`
 
 .PHONY: demo
 .DEFAULT_GOAL := demo
@@ -71,7 +79,7 @@ $(call settings,$(CFG)/crops.cfg,side=$(PHOTO_SIDE) crops=$(CROPS_PER_PHOTO) are
 # reads its settings (with the fingerprints of the now installed media) only then.
 demo:
 	@sh $(PIPELINES)/demo-data.sh --install --folds $(NFOLDS) $(DATA)
-	@$(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) all
+	@$(MAKE) --no-print-directory $(if $(filter -j%,$(MAKEFLAGS)),,-j$(DEMO_JOBS)) -f $(firstword $(MAKEFILE_LIST)) all
 	@printf '\n' && cat $(OUT)/table.md
 
 $(DATA)/esc/meta/esc50.csv $(DATA)/photos.txt:
@@ -82,9 +90,9 @@ $(MEL): $(DATA)/esc/meta/esc50.csv $(CFG)/mel.cfg $(BIN)/wav2mel
 	$(RUN) $(BIN)/wav2mel $(MEL_OPTS) --esc50 $(DATA)/esc -j $(THREADS) -o $@
 
 $(WORK)/photos.tsz: $(DATA)/photos.txt $(CFG)/crops.cfg $(BIN)/img2tensor
-	$(call say,demo: decoding $(shell wc -l < $(DATA)/photos.txt 2>/dev/null) photos)
-	$(RUN) $(BIN)/img2tensor --u8 --no-labels --resize $(PHOTO_SIDE) -j $(THREADS) -o $@ \
-	  --list $(DATA)/photos.txt
+	$(call say,demo: decoding the photos)
+	$(if $(filter-out 0,$(NPHOTOS)),head -n $(NPHOTOS),cat) $(DATA)/photos.txt | \
+	$(RUN) $(BIN)/img2tensor --u8 --no-labels --resize $(PHOTO_SIDE) -j $(THREADS) -o $@ --list -
 
 # Random crops: augment's SimCLR policy with everything but the crop (and flip) switched off.
 $(SIMCLR_TSZ): $(WORK)/photos.tsz $(CFG)/crops.cfg $(BIN)/augment

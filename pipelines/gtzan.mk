@@ -1,6 +1,7 @@
 # gtzan.mk: the paper's k-fold experiment on GTZAN (1,000 thirty-second music clips, 10 genres, 10 folds by wav2mel's rule).
 #   make -f pipelines/gtzan.mk GTZAN=DIR [SIMCLR_INIT=FILE | SIMCLR_IMAGES=DIR] [SUPERVISED_INIT=FILE | SUP_IMAGES=DIR] [-jN]
-# Expects GTZAN/genres/<genre>/*.wav or *.au (the marsyas.info release).
+# Expects GTZAN/genres/<genre>/*.wav or *.au (the marsyas.info release), or genres_original/ (the
+# Kaggle copy), or the genre folders directly in GTZAN (see wav2mel(1)).
 # Spectrograms once with wav2mel --preset gtzan (Palanisamy et al.'s 3-channel setting, as in the
 # paper), then per test fold: vanilla / SimCLR / supervised fine-tuning and linear evaluation,
 # scores, t-SNE and confusion pictures, and results/gtzan/table.md.  Rules and layout: common.mk.
@@ -42,7 +43,7 @@ ALL_FOLDS := 1 2 3 4 5 6 7 8 9 10
 MEL := $(WORK)/mel.tsz
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 
-$(call settings,$(CFG)/mel.cfg,root=$(GTZAN) opts=$(MEL_OPTS) data=$(foreach f,$(GTZAN)/genres,$(call fingerprint,$(f))))
+$(call settings,$(CFG)/mel.cfg,root=$(GTZAN) opts=$(MEL_OPTS) data=$(call fingerprint,$(GTZAN)))
 
 $(MEL): $(CFG)/mel.cfg $(BIN)/wav2mel
 	@test -n $(call sq,$(GTZAN)) || { echo "gtzan.mk: set GTZAN=DIR (see the top of $(PIPELINES)/gtzan.mk)" >&2; exit 1; }

@@ -38,7 +38,8 @@ SIMCLR_MODEL  := $(SIMCLR_WORK)/encoder.tsz
 SIMCLR_TSZ    ?= $(SIMCLR_WORK)/images.tsz
 
 SIMCLR_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(SIMCLR_STEM) size=$(SIMCLR_SIZE) epochs=$(SIMCLR_EPOCHS) \
-  batch=$(SIMCLR_BATCH) lr=$(SIMCLR_LR) temp=$(SIMCLR_TEMP) seed=$(SEED) aug=$(SIMCLR_AUG_OPTS) opts=$(SIMCLR_OPTS)
+  batch=$(SIMCLR_BATCH) lr=$(or $(SIMCLR_LR),default) temp=$(or $(SIMCLR_TEMP),default) seed=$(SEED) \
+  aug=$(SIMCLR_AUG_OPTS) opts=$(SIMCLR_OPTS)
 $(call settings,$(SIMCLR_WORK)/cfg/train.cfg,$(SIMCLR_SETTINGS))
 
 ifneq ($(strip $(SIMCLR_IMAGES)),)
@@ -49,6 +50,9 @@ $(SIMCLR_WORK)/images.tsz: $(SIMCLR_WORK)/cfg/images.cfg $(BIN)/img2tensor
 	@mkdir -p $(@D)
 	$(RUN) $(BIN)/img2tensor --u8 --no-labels --resize $(SIMCLR_RESIZE) --crop $(SIMCLR_CROP) \
 	  -j $(THREADS) -o $@ $(SIMCLR_IMAGES)
+else ifeq ($(SIMCLR_TSZ),$(SIMCLR_WORK)/images.tsz)
+$(SIMCLR_TSZ):
+	@echo "simclr.mk: set SIMCLR_IMAGES=DIR (JPEG/PNG images) or SIMCLR_TSZ=STREAM (see $(PIPELINES)/simclr.mk)" >&2; exit 1
 endif
 
 $(SIMCLR_MODEL): $(SIMCLR_TSZ) $(SIMCLR_WORK)/cfg/train.cfg $(BIN)/augment $(BIN)/simclr-train
