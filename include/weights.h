@@ -172,12 +172,17 @@ int weights_save_pth(const weights_set *s, const char *path, int legacy, struct 
 #define WEIGHTS_MAX_PICKLE_DEPTH 1000      /* nested MARKs in a pickle */
 
 /* ---- tools (lib/weights_convert.c) ---- */
+/* What every tool that reads a model does: weights_load, infer the ResNet (arch: NULL, or the depth to
+ * force) into *a and match the set against its state dict (flags: WEIGHTS_NON_STRICT).  The set's notes
+ * (unwrapping, dropped tensors) go to notes as "PROG: PATH: NOTE" lines (NULL: nowhere), also when the
+ * match fails; the error names path.  The set, or NULL. */
+weights_set *weights_load_resnet(const char *path, const weights_opts *o, const char *arch, int flags, FILE *notes,
+                                 weights_arch *a, struct util_err *err);
 /* `tsz convert`: load in, infer and match the ResNet (arch forces it), write out as .safetensors, .pth or
- * a TSZ model stream (by extension) with the command line hist_argv in its history; notes go to stderr
- * prefixed "PROG: FILE: ".  0 or -1. */
+ * a TSZ model stream (by extension) with the command line hist_argv in its history; notes go to stderr.
+ * 0 or -1. */
 int weights_convert_run(const char *in, const char *out, const weights_opts *lo, const char *arch, int flags,
-                        int hist_argc, char **hist_argv, const tsz_wopts *w, const char *prog,
-                        struct util_err *err);
+                        int hist_argc, char **hist_argv, const tsz_wopts *w, struct util_err *err);
 /* `tsz info` of a non-TSZ model file: format, architecture, tensors, parameters, dtypes.  0 or -1. */
 int weights_info_print(const char *path, FILE *f, struct util_err *err);
 

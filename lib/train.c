@@ -587,36 +587,14 @@ done:
     return rc;
 }
 
-/* Each note of s as "TOOL: FILE: NOTE" on f (NULL: none). */
-static void print_weight_notes(const weights_set *s, const char *path, FILE *f)
-{
-    if (!f) return;
-    for (const char *p = weights_notes(s); *p;) {
-        const char *e = strchr(p, '\n');
-        int len = e ? (int)(e - p) : (int)strlen(p);
-        if (len) fprintf(f, "%s: %s: %.*s\n", util_progname(), path, len, p);
-        p += len + (e != NULL);
-    }
-}
-
 static nn_model *model_from_weights(const char *path, const weights_opts *wo, const char *arch, int flags,
                                     FILE *notes, tsz_attrs *attrs, struct util_err *err)
 {
     nn_model *m = NULL;
-    weights_spec *spec = NULL;
-    int n_spec = 0;
-    weights_set *s = weights_load(path, wo, err);
-    if (!s) return NULL;
     weights_arch a;
+    weights_set *s = weights_load_resnet(path, wo, arch, flags, notes, &a, err);
+    if (!s) return NULL;
     struct util_err e2 = {{0}};
-    if (weights_infer_resnet(s, arch, &a, &e2) < 0 || weights_resnet_spec(&a, &spec, &n_spec, &e2) < 0 ||
-        weights_match(s, spec, n_spec, flags, &e2) < 0) {
-        print_weight_notes(s, path, notes);
-        if (strncmp(e2.msg, path, strlen(path)) == 0) util_err_set(err, "%s", e2.msg);   /* already named */
-        else util_err_set(err, "%s: %s", path, e2.msg);
-        goto done;
-    }
-    print_weight_notes(s, path, notes);
     nn_config cfg;
     nn_config_default(&cfg);
     if (strlen(a.name) >= sizeof cfg.arch) {
@@ -658,7 +636,6 @@ fail:
     nn_model_free(m);
     m = NULL;
 done:
-    free(spec);
     weights_free(s);
     return m;
 }

@@ -1,7 +1,7 @@
 /* weights_convert.c: the model-file conversions behind `tsz convert` and the model summary behind
  * `tsz info` on safetensors and PyTorch files: load (any format, unwrapped and stripped), infer the
  * ResNet, match strictly against its torchvision state dict, write the format the output's extension
- * names.  Declared where used until weights.h carries them (see weights_convert_run below). */
+ * names. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,51 +10,54 @@
 #include "util.h"
 #include "weights.h"
 
-int weights_convert_run(const char *in, const char *out, const weights_opts *lo, const char *arch, int flags,
-                        int hist_argc, char **hist_argv, const tsz_wopts *w, const char *prog,
-                        struct util_err *err);
-int weights_info_print(const char *path, FILE *f, struct util_err *err);
-
 static int has_ext(const char *path, const char *ext)
 {
     size_t n = strlen(path), k = strlen(ext);
     return n > k && strcmp(path + n - k, ext) == 0;
 }
 
-/* Each note line as "PROG: FILE: NOTE" (loading and matching decisions the user should see). */
-static void print_notes(const weights_set *s, const char *prog, const char *label)
+/* Each note of s as "PROG: PATH: NOTE" on f (NULL: none). */
+static void print_notes(const weights_set *s, const char *path, FILE *f)
 {
-    const char *p = weights_notes(s);
-    while (*p) {
+    if (!f) return;
+    for (const char *p = weights_notes(s); *p;) {
         const char *e = strchr(p, '\n');
         int len = e ? (int)(e - p) : (int)strlen(p);
-        if (len) fprintf(stderr, "%s: %s: %.*s\n", prog, label, len, p);
+        if (len) fprintf(f, "%s: %s: %.*s\n", util_progname(), path, len, p);
         p += len + (e != NULL);
     }
 }
 
-/* in -> out: .safetensors, .pth (zip format) by extension, else a TSZ model stream with the
- * architecture attributes.  flags: WEIGHTS_NON_STRICT.  Notes go to stderr prefixed with prog.  0 or -1. */
-int weights_convert_run(const char *in, const char *out, const weights_opts *lo, const char *arch, int flags,
-                        int hist_argc, char **hist_argv, const tsz_wopts *w, const char *prog,
-                        struct util_err *err)
+weights_set *weights_load_resnet(const char *path, const weights_opts *o, const char *arch, int flags, FILE *notes,
+                                 weights_arch *a, struct util_err *err)
 {
     weights_spec *spec = NULL;
-    int n_spec = 0, rc = -1;
+    int n_spec = 0;
+    weights_set *s = weights_load(path, o, err);
+    if (!s) return NULL;
+    struct util_err e2 = {{0}};
+    const int ok = weights_infer_resnet(s, arch, a, &e2) == 0 && weights_resnet_spec(a, &spec, &n_spec, &e2) == 0 &&
+                   weights_match(s, spec, n_spec, flags, &e2) == 0;
+    free(spec);
+    print_notes(s, path, notes);
+    if (ok) return s;
+    if (strncmp(e2.msg, path, strlen(path)) == 0) util_err_set(err, "%s", e2.msg);   /* already named */
+    else util_err_set(err, "%s: %s", path, e2.msg);
+    weights_free(s);
+    return NULL;
+}
+
+/* in -> out: .safetensors, .pth (zip format) by extension, else a TSZ model stream with the
+ * architecture attributes.  flags: WEIGHTS_NON_STRICT.  Notes go to stderr.  0 or -1. */
+int weights_convert_run(const char *in, const char *out, const weights_opts *lo, const char *arch, int flags,
+                        int hist_argc, char **hist_argv, const tsz_wopts *w, struct util_err *err)
+{
+    int rc = -1;
     tsz_attrs attrs;
     tsz_attrs_init(&attrs);
-    weights_set *s = weights_load(in, lo, err);
-    if (!s) goto done;
     weights_arch a;
-    struct util_err e2 = {{0}};
-    if (weights_infer_resnet(s, arch, &a, &e2) < 0 || weights_resnet_spec(&a, &spec, &n_spec, &e2) < 0 ||
-        weights_match(s, spec, n_spec, flags, &e2) < 0) {
-        print_notes(s, prog, in);
-        if (strncmp(e2.msg, in, strlen(in)) == 0) util_err_set(err, "%s", e2.msg);   /* already named */
-        else util_err_set(err, "%s: %s", in, e2.msg);
-        goto done;
-    }
-    print_notes(s, prog, in);
+    weights_set *s = weights_load_resnet(in, lo, arch, flags, stderr, &a, err);
+    if (!s) goto done;
     /* The architecture travels with the weights in every format: TSZ attributes, safetensors
      * __metadata__ (string to string, ignored by PyTorch). */
     if (tsz_attrs_copy(&attrs, &s->attrs) < 0 || weights_arch_attrs(&a, &attrs) < 0 ||
@@ -77,7 +80,6 @@ int weights_convert_run(const char *in, const char *out, const weights_opts *lo,
     }
 done:
     tsz_attrs_free(&attrs);
-    free(spec);
     weights_free(s);
     return rc;
 }

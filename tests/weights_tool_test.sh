@@ -69,7 +69,7 @@ for f in resnet18_w16.f16.safetensors resnet18_w16.bf16.safetensors; do
 done
 C="$I/resnet50_w8.checkpoint.pth"
 if tsz convert "$C" -o ck.safetensors 2>cv.err; then
-    grep -q "^tsz: .*checkpoint.pth: dropped 1 tensor" cv.err && grep -q "^tsz: .*checkpoint.pth: weights under 'state_dict'" cv.err &&
+    grep -q "^tsz convert: .*checkpoint.pth: dropped 1 tensor" cv.err && grep -q "^tsz convert: .*checkpoint.pth: weights under 'state_dict'" cv.err &&
         pass "convert: checkpoint unwrapped, head dropped, notes on stderr" || fail "convert: notes: $(head -c 300 cv.err)"
 else
     fail "convert: checkpoint: $(head -c 300 cv.err)"

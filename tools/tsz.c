@@ -992,7 +992,7 @@ static int cmd_convert(int argc, char **argv)
     if (optind != argc - 1) util_usage_error(optind >= argc ? "no input model" : "more than one input model");
     wo.strip = strip;
     struct util_err err = {{0}};
-    int rc = weights_convert_run(argv[optind], o.output, &wo, arch, flags, g_argc, g_argv, &o.w, "tsz", &err);
+    int rc = weights_convert_run(argv[optind], o.output, &wo, arch, flags, g_argc, g_argv, &o.w, &err);
     if (rc < 0) util_report(&err);
     free(strip);
     return rc < 0 ? 1 : 0;
