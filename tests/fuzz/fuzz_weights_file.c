@@ -11,27 +11,7 @@
 #include <unistd.h>
 
 #include "weights.h"
-
-static weights_set *tiny_resnet(void)
-{
-    struct util_err err;
-    weights_arch a = {0};
-    weights_spec *spec;
-    int n;
-    weights_arch_from_name("resnet18", &a);
-    a.width = 1, a.in_channels = 1, a.num_classes = 2, a.stem_kernel = 7;
-    if (weights_resnet_spec(&a, &spec, &n, &err) < 0) return NULL;
-    weights_set *s = weights_create("seed", &err);
-    for (int i = 0; s && i < n; i++) {
-        weights_tensor *t = weights_add(s, spec[i].name, spec[i].dtype, spec[i].ndim, spec[i].shape, NULL, &err);
-        for (int64_t j = 0; t && j < t->numel; j++) {
-            if (t->dtype == TSZ_F32) ((float *)t->data)[j] = (float)(j % 5) - 2.0f;
-            else ((int64_t *)t->data)[j] = j + 1;
-        }
-    }
-    free(spec);
-    return s;
-}
+#include "fuzz_seed.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
