@@ -125,6 +125,35 @@ size_t nn_conv_col_min(const nn_conv *l, int h, int w, int x_nchw)
     return need;
 }
 
+/* One run of a column-matrix row: the rl output positions ow0 .. ow0+rl-1 of output row oh read input
+ * row ih = oh*st - pad + kh of the channel plane xc (h x w) through kernel column kw; positions whose
+ * input lies in the padding get 0. */
+static inline void im2col_run(float *d, const float *xc, int h, int w, int ih, int kw, int ow0, int rl, int st,
+                              int pad)
+{
+    if (ih < 0 || ih >= h) {
+        memset(d, 0, sizeof(float) * rl);
+        return;
+    }
+    const float *xr = xc + (int64_t)ih * w;
+    if (st == 1) {
+        /* columns ow0 .. ow0+rl-1 read iw = ow - pad + kw: inside for lo <= j < hi */
+        int lo = pad - kw - ow0, hi = w + pad - kw - ow0;
+        if (lo < 0) lo = 0;
+        if (lo > rl) lo = rl;
+        if (hi > rl) hi = rl;
+        if (hi < lo) hi = lo;
+        for (int j = 0; j < lo; j++) d[j] = 0;
+        memcpy(d + lo, xr + ow0 + lo - pad + kw, sizeof(float) * (hi - lo));
+        for (int j = hi; j < rl; j++) d[j] = 0;
+    } else {
+        for (int j = 0; j < rl; j++) {
+            const int iw = (ow0 + j) * st - pad + kw;
+            d[j] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
+        }
+    }
+}
+
 /* Column matrix col (c_in*k*k, cn*ho*wo) of images n0 .. n0+cn-1; x element (c, n, i, j) is at
  * x[c*sc + n*sn + i*w + j], which covers both the (C, N, H, W) and the (N, C, H, W) layout. */
 static void im2col(float *col, const float *x, int64_t sc, int64_t sn, const nn_conv *l, int n0, int cn,
@@ -136,32 +165,9 @@ static void im2col(float *col, const float *x, int64_t sc, int64_t sn, const nn_
     for (int64_t r = 0; r < rows; r++) {
         const int ci = (int)(r / (k * k)), kh = (int)(r / k % k), kw = (int)(r % k);
         float *d = col + r * cols;
-        /* output columns whose input column lies inside the image (stride 1 only) */
-        int lo = p - kw, hi = w + p - kw;
-        if (lo < 0) lo = 0;
-        if (lo > wo) lo = wo;
-        if (hi > wo) hi = wo;
-        if (hi < lo) hi = lo;
         for (int ni = 0; ni < cn; ni++) {
             const float *xp = x + ci * sc + (int64_t)(n0 + ni) * sn;
-            for (int oh = 0; oh < ho; oh++, d += wo) {
-                const int ih = oh * s - p + kh;
-                if (ih < 0 || ih >= h) {
-                    memset(d, 0, sizeof(float) * wo);
-                    continue;
-                }
-                const float *xr = xp + (int64_t)ih * w;
-                if (s == 1) {
-                    for (int ow = 0; ow < lo; ow++) d[ow] = 0;
-                    memcpy(d + lo, xr + lo - p + kw, sizeof(float) * (hi - lo));
-                    for (int ow = hi; ow < wo; ow++) d[ow] = 0;
-                } else {
-                    for (int ow = 0; ow < wo; ow++) {
-                        const int iw = ow * s - p + kw;
-                        d[ow] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
-                    }
-                }
-            }
+            for (int oh = 0; oh < ho; oh++, d += wo) im2col_run(d, xp, h, w, oh * s - p + kh, kw, 0, wo, s, p);
         }
     }
 }
@@ -236,29 +242,7 @@ static void pack_cols(float *dst, int S, const float *x, int64_t sc, int64_t sn,
             const float *xn = x + (int64_t)ni * sn;
             int ci = p0 / (k * k), kh = p0 / k % k, kw = p0 % k;
             for (int p = 0; p < kl; p++) {
-                float *d = pd + (int64_t)p * S + o;
-                const int ih = oh * st - pad + kh;
-                if (ih < 0 || ih >= h) {
-                    memset(d, 0, sizeof(float) * rl);
-                } else {
-                    const float *xr = xn + ci * sc + (int64_t)ih * w;
-                    if (st == 1) {
-                        /* columns ow0 .. ow0+rl-1 read iw = ow - pad + kw: inside for lo <= j < hi */
-                        int lo = pad - kw - ow0, hi = w + pad - kw - ow0;
-                        if (lo < 0) lo = 0;
-                        if (lo > rl) lo = rl;
-                        if (hi > rl) hi = rl;
-                        if (hi < lo) hi = lo;
-                        for (int j = 0; j < lo; j++) d[j] = 0;
-                        memcpy(d + lo, xr + ow0 + lo - pad + kw, sizeof(float) * (hi - lo));
-                        for (int j = hi; j < rl; j++) d[j] = 0;
-                    } else {
-                        for (int j = 0; j < rl; j++) {
-                            const int iw = (ow0 + j) * st - pad + kw;
-                            d[j] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
-                        }
-                    }
-                }
+                im2col_run(pd + (int64_t)p * S + o, xn + ci * sc, h, w, oh * st - pad + kh, kw, ow0, rl, st, pad);
                 if (++kw == k) {
                     kw = 0;
                     if (++kh == k) kh = 0, ci++;
@@ -339,28 +323,7 @@ static void gather_rows(float *t, int64_t ldt, const float *x, int64_t sc, int64
         const float *xn = x + (int64_t)ni * sn;
         int ci = p0 / (k * k), kh = p0 / k % k, kw = p0 % k;
         for (int r = 0; r < nr; r++) {
-            float *d = t + r * ldt + o;
-            const int ih = oh * st - pad + kh;
-            if (ih < 0 || ih >= h) {
-                memset(d, 0, sizeof(float) * rl);
-            } else {
-                const float *xr = xn + ci * sc + (int64_t)ih * w;
-                if (st == 1) {
-                    int lo = pad - kw - ow0, hi = w + pad - kw - ow0;
-                    if (lo < 0) lo = 0;
-                    if (lo > rl) lo = rl;
-                    if (hi > rl) hi = rl;
-                    if (hi < lo) hi = lo;
-                    for (int j = 0; j < lo; j++) d[j] = 0;
-                    memcpy(d + lo, xr + ow0 + lo - pad + kw, sizeof(float) * (hi - lo));
-                    for (int j = hi; j < rl; j++) d[j] = 0;
-                } else {
-                    for (int j = 0; j < rl; j++) {
-                        const int iw = (ow0 + j) * st - pad + kw;
-                        d[j] = (unsigned)iw < (unsigned)w ? xr[iw] : 0.0f;
-                    }
-                }
-            }
+            im2col_run(t + r * ldt + o, xn + ci * sc, h, w, oh * st - pad + kh, kw, ow0, rl, st, pad);
             if (++kw == k) {
                 kw = 0;
                 if (++kh == k) kh = 0, ci++;
