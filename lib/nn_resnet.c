@@ -298,12 +298,12 @@ void nn_conv1_to_mono(float *dst, const float *src, int c_out, int c_in, int k)
         }
 }
 
-/* "64x3x7x7" for messages */
+/* "64x3x7x7" for messages, through the stream library's formatting */
 static const char *shape_text(char *buf, size_t cap, const nn_tensor *t)
 {
-    size_t n = 0;
-    buf[0] = 0;
-    for (int d = 0; d < t->ndim && n < cap; d++) n += (size_t)snprintf(buf + n, cap - n, d ? "x%lld" : "%lld", (long long)t->shape[d]);
+    tsz_rec r;
+    tsz_rec_init(&r, t->name, TSZ_F32, t->ndim, t->shape);
+    tsz_shape_str(&r, buf, cap);
     return buf;
 }
 
