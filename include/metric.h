@@ -80,6 +80,19 @@ typedef struct {
 int metric_paired_compare(const uint8_t *a_ok, const uint8_t *b_ok, int64_t n, int n_boot, double level,
                           uint64_t seed, metric_paired *out, struct util_err *err);
 
+/* Weighted k-nearest-neighbour class scores as Wu et al. (2018), the standard probe of a
+ * self-supervised encoder: the k rows of fref (n_ref, d) with the largest dot product with a query
+ * row of fq (n_q, d) vote for their class yref[j] with weight exp(sim / t); labels outside
+ * [0, n_classes) do not vote.  With L2-normalised rows the dot product is the cosine similarity.
+ * scores (n_q, n_classes) are each query's votes divided by their sum (they sum to 1; the argmax is
+ * the k-NN prediction).  Ties among the k-th similarities go to the lower reference index.
+ * 0 or -1 (out of memory). */
+int metric_knn_scores(const float *fref, const int32_t *yref, int64_t n_ref, const float *fq, int64_t n_q, int d,
+                      int n_classes, int k, double t, float *scores, struct util_err *err);
+/* Scale each of the n rows of x (n, d) to unit L2 norm (rows of norm below 1e-12 are divided by 1e-12,
+ * as torch.nn.functional.normalize). */
+void metric_l2_normalise_rows(float *x, int64_t n, int d);
+
 /* Confusion matrix picture: rows true classes, columns predicted, each cell coloured by the share of
  * its row (recall on the diagonal) and labelled with its count; class names on both axes (names may
  * be NULL or shorter than n_classes: "class K" is used).  title may be NULL.  0 or -1. */

@@ -83,16 +83,16 @@ void simclr_update(simclr_trainer *t, double lr);
 /* Weighted k-NN classification as Wu et al. (2018): features L2-normalised, the k most cosine-similar
  * training examples vote for their class with weight exp(similarity / t).  ftrain (n_train, d) and fval
  * (n_val, d) must already be normalised.  Returns the share of val examples whose class wins (ties go
- * to the lower class).  sims: scratch of min(n_val, 256) * n_train floats. */
+ * to the lower class; metric_knn_scores does the voting).  NaN when out of memory. */
 double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
-                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t, float *sims);
+                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t);
 
 typedef struct {
     train_data train, val;
     int n_classes;
     nn_ws *ws;             /* eval workspace for the k-NN images */
     int batch;
-    float *x, *ftrain, *fval, *sims;
+    float *x, *ftrain, *fval;
 } simclr_knn;
 /* Load both labelled streams (same C x H x W; 1-channel images are repeated on 3 channels for a
  * 3-channel model) and allocate what an evaluation of m needs.  0 or -1. */
@@ -107,6 +107,7 @@ double simclr_knn_eval(simclr_knn *k, nn_model *m);
 typedef struct {
     const char *input;       /* pair stream ("-" stdin) */
     const char *output;      /* final model ("-" stdout) */
+    const char *save_init;   /* NULL, or where to write the model before the first step */
     nn_config cfg;           /* arch, width, stem, head_layers/hidden/out; in_ch comes from the stream */
     nn_optim_opts optim;     /* kind, weight decay, momentum, trust, decay_bn_bias */
     double lr;               /* base learning rate (1.2); the schedule peaks at lr * batch / 256 */

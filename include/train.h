@@ -205,11 +205,25 @@ typedef struct {
     int kind;
     const char *layer;     /* features: a named point (nn_layer_channels), NULL = "avgpool" */
     int batch;
+    /* k-NN probe (kind features): with knn_ref set, each record's L2-normalised features are replaced
+     * by their metric_knn_scores against the knn_n normalised reference rows knn_ref (labels
+     * knn_labels) over knn_classes classes, k knn_k, temperature knn_t */
+    const float *knn_ref;
+    const int32_t *knn_labels;
+    int64_t knn_n;
+    int knn_classes, knn_k;
+    double knn_t;
 } train_embed_opts;
 /* One f32 record per example of in (same name, label, fold): pooled features, logits or softmax
- * probabilities of m in eval mode.  A 1-channel input to a 3-channel model is replicated on the three
- * channels; "#soft" companions are dropped.  Records are written to out.  0 or -1. */
+ * probabilities of m in eval mode, or k-NN class scores.  A 1-channel input to a 3-channel model is
+ * replicated on the three channels; "#soft" companions are dropped.  Records are written to out.
+ * 0 or -1. */
 int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embed_opts *o, int verbose,
                 struct util_err *err);
+/* The L2-normalised features (o->layer) of every record of in and their labels, into *f (n, dim) and
+ * *labels (n), allocated here: the reference set of a k-NN probe.  Every record needs a label.
+ * 0 or -1. */
+int train_embed_collect(nn_model *m, train_reader *in, const train_embed_opts *o, int verbose, float **f,
+                        int32_t **labels, int64_t *n, struct util_err *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn.h"
 #include "plot.h"
 
 int metric_counts_init(metric_counts *c, int n_classes, struct util_err *err)
@@ -318,4 +319,94 @@ int metric_confusion_png(const metric_counts *c, char **names, int n_names, cons
     int rc = plot_save_png(&cv, path, err);
     plot_canvas_free(&cv);
     return rc;
+}
+
+/* ---------------------------------------------------------------- k-NN ---- */
+
+void metric_l2_normalise_rows(float *x, int64_t n, int d)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float *row = x + i * d;
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += (double)row[j] * row[j];
+        const double inv = 1.0 / fmax(sqrt(ss), 1e-12);
+        for (int j = 0; j < d; j++) row[j] = (float)(row[j] * inv);
+    }
+}
+
+/* Sift-down in a min-heap of (sim, idx) keyed by sim. */
+static void knn_heap_down(float *hs, int32_t *hi, int n, int i)
+{
+    for (;;) {
+        int l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && hs[l] < hs[m]) m = l;
+        if (r < n && hs[r] < hs[m]) m = r;
+        if (m == i) return;
+        float ts = hs[i];
+        hs[i] = hs[m], hs[m] = ts;
+        int32_t ti = hi[i];
+        hi[i] = hi[m], hi[m] = ti;
+        i = m;
+    }
+}
+
+/* Sift-up of the new last element c. */
+static void knn_heap_up(float *hs, int32_t *hi, int c)
+{
+    while (c > 0 && hs[(c - 1) / 2] > hs[c]) {
+        const int p = (c - 1) / 2;
+        float ts = hs[p];
+        hs[p] = hs[c], hs[c] = ts;
+        int32_t ti = hi[p];
+        hi[p] = hi[c], hi[c] = ti;
+        c = p;
+    }
+}
+
+int metric_knn_scores(const float *fref, const int32_t *yref, int64_t n_ref, const float *fq, int64_t n_q, int d,
+                      int n_classes, int k, double t, float *scores, struct util_err *err)
+{
+    if (n_q <= 0) return 0;
+    const int kk = (int)(k < n_ref ? k : n_ref);
+    const int chunk = (int)(n_q < 256 ? n_q : 256);   /* queries per similarity block */
+    float *sims = util_malloc((size_t)chunk * (size_t)(n_ref > 0 ? n_ref : 1), sizeof(float), err);
+    float *hs = util_malloc((size_t)(kk > 0 ? kk : 1), sizeof(float), err);
+    int32_t *hi = util_malloc((size_t)(kk > 0 ? kk : 1), sizeof(int32_t), err);
+    double *votes = util_malloc((size_t)n_classes, sizeof(double), err);
+    if (!sims || !hs || !hi || !votes) {
+        free(sims), free(hs), free(hi), free(votes);
+        return -1;
+    }
+    for (int64_t q0 = 0; q0 < n_q; q0 += chunk) {
+        const int nb = (int)(n_q - q0 < chunk ? n_q - q0 : chunk);
+        if (n_ref > 0) nn_sgemm(0, 1, nb, (int)n_ref, d, 1.0f, fq + q0 * d, d, fref, d, 0.0f, sims, n_ref);
+        for (int i = 0; i < nb; i++) {
+            const float *s = sims + (int64_t)i * n_ref;
+            int n = 0;
+            for (int64_t j = 0; j < n_ref; j++) {
+                if (n < kk) {
+                    hs[n] = s[j], hi[n] = (int32_t)j;
+                    knn_heap_up(hs, hi, n++);
+                } else if (s[j] > hs[0]) {
+                    hs[0] = s[j], hi[0] = (int32_t)j;
+                    knn_heap_down(hs, hi, n, 0);
+                }
+            }
+            /* weights relative to the best similarity: the same shares, and no overflow at small t */
+            float smax = -INFINITY;
+            for (int j = 0; j < n; j++) smax = hs[j] > smax ? hs[j] : smax;
+            memset(votes, 0, sizeof(double) * n_classes);
+            double total = 0;
+            for (int j = 0; j < n; j++) {
+                const int32_t y = yref[hi[j]];
+                if (y < 0 || y >= n_classes) continue;
+                const double w = exp(((double)hs[j] - smax) / t);
+                votes[y] += w, total += w;
+            }
+            float *out = scores + (q0 + i) * n_classes;
+            for (int c = 0; c < n_classes; c++) out[c] = total > 0 ? (float)(votes[c] / total) : 0.0f;
+        }
+    }
+    free(sims), free(hs), free(hi), free(votes);
+    return 0;
 }

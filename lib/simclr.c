@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "metric.h"
 #include "nn.h"
 #include "plot.h"
 #include "simclr.h"
@@ -389,71 +390,19 @@ void simclr_update(simclr_trainer *t, double lr) { nn_optim_step(t->opt, lr); }
 
 /* ---------------------------------------------------------------- k-NN monitor ---- */
 
-/* Sift-down in a min-heap of (sim, idx) keyed by sim. */
-static void heap_down(float *hs, int32_t *hi, int n, int i)
-{
-    for (;;) {
-        int l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && hs[l] < hs[m]) m = l;
-        if (r < n && hs[r] < hs[m]) m = r;
-        if (m == i) return;
-        float ts = hs[i];
-        hs[i] = hs[m], hs[m] = ts;
-        int32_t ti = hi[i];
-        hi[i] = hi[m], hi[m] = ti;
-        i = m;
-    }
-}
-
 double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
-                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t, float *sims)
+                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t)
 {
     if (n_val <= 0 || n_train <= 0) return NAN;
-    const int kk = (int)(k < n_train ? k : n_train);
-    float *hs = malloc(sizeof(float) * kk);
-    int32_t *hi = malloc(sizeof(int32_t) * kk);
-    double *votes = malloc(sizeof(double) * n_classes);
-    if (!hs || !hi || !votes) {
-        free(hs), free(hi), free(votes);
+    struct util_err err = {{0}};
+    float *scores = util_malloc((size_t)n_val * (size_t)n_classes, sizeof(float), &err);
+    if (!scores || metric_knn_scores(ftrain, ytrain, n_train, fval, n_val, d, n_classes, k, t, scores, &err) < 0) {
+        free(scores);
         return NAN;
     }
     int64_t correct = 0;
-    for (int64_t v0 = 0; v0 < n_val; v0 += 256) {
-        const int nb = (int)(n_val - v0 < 256 ? n_val - v0 : 256);
-        nn_sgemm(0, 1, nb, (int)n_train, d, 1.0f, fval + v0 * d, d, ftrain, d, 0.0f, sims, n_train);
-        for (int i = 0; i < nb; i++) {
-            const float *s = sims + (int64_t)i * n_train;
-            int n = 0;
-            for (int64_t j = 0; j < n_train; j++) {
-                if (n < kk) {
-                    /* sift up */
-                    int c = n++;
-                    hs[c] = s[j], hi[c] = (int32_t)j;
-                    while (c > 0 && hs[(c - 1) / 2] > hs[c]) {
-                        const int p = (c - 1) / 2;
-                        float ts = hs[p];
-                        hs[p] = hs[c], hs[c] = ts;
-                        int32_t ti = hi[p];
-                        hi[p] = hi[c], hi[c] = ti;
-                        c = p;
-                    }
-                } else if (s[j] > hs[0]) {
-                    hs[0] = s[j], hi[0] = (int32_t)j;
-                    heap_down(hs, hi, n, 0);
-                }
-            }
-            memset(votes, 0, sizeof(double) * n_classes);
-            for (int j = 0; j < n; j++) {
-                const int32_t y = ytrain[hi[j]];
-                if (y >= 0 && y < n_classes) votes[y] += exp((double)hs[j] / t);
-            }
-            int best = 0;
-            for (int c = 1; c < n_classes; c++)
-                if (votes[c] > votes[best]) best = c;
-            correct += best == yval[v0 + i];
-        }
-    }
-    free(hs), free(hi), free(votes);
+    for (int64_t i = 0; i < n_val; i++) correct += metric_argmax(scores + i * n_classes, n_classes) == yval[i];
+    free(scores);
     return (double)correct / (double)n_val;
 }
 
@@ -482,7 +431,6 @@ int simclr_knn_open(simclr_knn *k, const nn_model *m, const char *train_path, co
     for (int64_t i = 0; i < b->n; i++)
         if (b->labels[i] >= k->n_classes) k->n_classes = b->labels[i] + 1;
     k->batch = 64;
-    const int64_t n_sims = (b->n < 256 ? b->n : 256) * a->n;
     struct util_err e2 = {{0}};
     if (!(k->ws = nn_ws_create(m, k->batch, a->h, a->w, &e2))) {
         util_err_set(err, "%s: %s", train_path, e2.msg);
@@ -491,8 +439,7 @@ int simclr_knn_open(simclr_knn *k, const nn_model *m, const char *train_path, co
     const size_t xin = (size_t)k->batch * a->dim, x3 = (size_t)k->batch * m->cfg.in_ch * a->h * a->w;
     if (!(k->x = util_malloc(xin + x3, sizeof(float), err)) ||
         !(k->ftrain = util_malloc((size_t)a->n * m->feat_dim, sizeof(float), err)) ||
-        !(k->fval = util_malloc((size_t)b->n * m->feat_dim, sizeof(float), err)) ||
-        !(k->sims = util_malloc((size_t)n_sims, sizeof(float), err)))
+        !(k->fval = util_malloc((size_t)b->n * m->feat_dim, sizeof(float), err)))
         goto fail;
     return 0;
 fail:
@@ -508,7 +455,6 @@ void simclr_knn_close(simclr_knn *k)
     free(k->x);
     free(k->ftrain);
     free(k->fval);
-    free(k->sims);
     memset(k, 0, sizeof *k);
 }
 
@@ -531,14 +477,8 @@ static void knn_features(simclr_knn *k, nn_model *m, const train_data *d, float 
         }
         nn_forward(m, k->ws, x, nb, 0);
         const float *feat = nn_ws_features(k->ws);
-        for (int i = 0; i < nb; i++) {
-            const float *u = feat + (int64_t)i * fd;
-            float *o = f + (s + i) * fd;
-            double ss = 0;
-            for (int j = 0; j < fd; j++) ss += (double)u[j] * u[j];
-            const double inv = 1.0 / fmax(sqrt(ss), 1e-12);
-            for (int j = 0; j < fd; j++) o[j] = (float)(u[j] * inv);
-        }
+        memcpy(f + s * fd, feat, sizeof(float) * nb * fd);
+        metric_l2_normalise_rows(f + s * fd, nb, fd);
     }
 }
 
@@ -547,7 +487,7 @@ double simclr_knn_eval(simclr_knn *k, nn_model *m)
     knn_features(k, m, &k->train, k->ftrain);
     knn_features(k, m, &k->val, k->fval);
     return simclr_knn_accuracy(k->ftrain, k->train.labels, k->train.n, k->fval, k->val.labels, k->val.n, m->feat_dim,
-                               k->n_classes, 200, 0.07, k->sims);
+                               k->n_classes, 200, 0.07);
 }
 
 /* ---------------------------------------------------------------- the whole run ---- */
@@ -850,6 +790,18 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         if (o->resume && o->ckpt && o->verbose)
             fprintf(stderr, "%s: no checkpoint %s: starting at step 1\n", util_progname(), o->ckpt);
         if (stream_model_attrs(&mattrs, simclr_stream_attrs(st), o->argc, o->argv) < 0) goto oom;
+        if (o->save_init) {   /* the untrained model: the baseline of a k-NN or fine-tuning comparison */
+            tsz_attrs ia;
+            tsz_attrs_init(&ia);
+            int r = -1;
+            if (tsz_attrs_copy(&ia, &mattrs) < 0 || tsz_attrs_set(&ia, "steps", "0") < 0 ||
+                tsz_attrs_set(&ia, "pairs_seen", "0") < 0)
+                util_err_set(err, "out of memory");
+            else
+                r = nn_model_save(m, NULL, o->save_init, &ia, NULL, err);
+            tsz_attrs_free(&ia);
+            if (r < 0) goto done;
+        }
     }
     const int64_t from = 2 * B * s0;
     if (in->start > from) {

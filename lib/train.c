@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "metric.h"
 #include "plot.h"
 #include "train.h"
 #include "tszutil.h"
@@ -971,8 +972,13 @@ done:
 
 /* ---------------------------------------------------------------- embedding ---- */
 
-int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embed_opts *o, int verbose,
-                struct util_err *err)
+/* What becomes of each batch of nb outputs y (nb, D) of the records recs. */
+typedef int (*embed_sink)(void *ctx, const tsz_rec *recs, int nb, float *y, int D, struct util_err *err);
+
+/* The record loop of embed: batches of records of one shape through m in eval mode, their outputs to
+ * sink.  Returns the records done, or -1. */
+static int64_t embed_run(nn_model *m, train_reader *in, const train_embed_opts *o, int verbose, embed_sink sink,
+                         void *ctx, struct util_err *err)
 {
     const char *path = train_reader_path(in);
     const char *layer = o->layer ? o->layer : "avgpool";
@@ -988,15 +994,16 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
     tsz_rec *recs = NULL;
     float *x = NULL, *y = NULL;
     size_t x_cap = 0;
-    int h = 0, w = 0, c_in = 0, nb = 0, rc = -1;
+    int h = 0, w = 0, c_in = 0, nb = 0;
+    int64_t done = 0, rc = -1;
     util_progress prog;
     util_progress_start(&prog, "records", tsz_reader_declared(in->r), verbose);
     if (!(recs = util_malloc(B, sizeof *recs, err)) || !(y = util_malloc((size_t)B * D, sizeof(float), err)))
-        goto done;
+        goto out;
     for (;;) {
         tsz_rec rec;
         int r = train_reader_peek(in, &rec, err);
-        if (r < 0) goto done;
+        if (r < 0) goto out;
         int rcn = 0, rh = 0, rw = 0;
         if (r == 1) {
             const long long idx = (long long)tsz_reader_index(in->r) - 1;
@@ -1004,11 +1011,11 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
                 char s[128];
                 tsz_shape_str(&rec, s, sizeof s);
                 util_err_set(err, "%s: record %lld: shape %s is not C x H x W", path, idx, s);
-                goto done;
+                goto out;
             }
             if (rcn != C && !(rcn == 1 && C == 3)) {
                 util_err_set(err, "%s: record %lld: %d channels, the model takes %d", path, idx, rcn, C);
-                goto done;
+                goto out;
             }
         }
         /* run the batch when it is full, at the end, or before a record of another shape */
@@ -1016,7 +1023,7 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
             const float *res = nn_forward(m, ws, x, nb, 0);
             (void)res;
             if (o->kind == TRAIN_EMBED_FEATURES) {
-                if (nn_ws_pooled(m, ws, layer, y, (size_t)B * D, err) < 0) goto done;
+                if (nn_ws_pooled(m, ws, layer, y, (size_t)B * D, err) < 0) goto out;
             } else {
                 memcpy(y, nn_ws_logits(ws), sizeof(float) * nb * D);
                 if (o->kind == TRAIN_EMBED_PROBS)
@@ -1029,11 +1036,9 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
                         for (int j = 0; j < D; j++) row[j] = (float)(exp((double)row[j] - mx) / s);
                     }
             }
-            const int64_t shape[1] = {D};
-            for (int i = 0; i < nb; i++)
-                if (tsz_write_f32(out, recs[i].name, recs[i].label, recs[i].fold, 1, shape, y + (size_t)i * D, err) < 0)
-                    goto done;
-            util_progress_update(&prog, tsz_writer_count(out), NULL);
+            if (sink(ctx, recs, nb, y, D, err) < 0) goto out;
+            done += nb;
+            util_progress_update(&prog, done, NULL);
             nb = 0;
         }
         if (r == 0) break;
@@ -1042,33 +1047,114 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
             struct util_err e2 = {{0}};
             if (!(ws = nn_ws_create(m, B, rh, rw, &e2))) {
                 util_err_set(err, "%s: record %lld: %s", path, (long long)tsz_reader_index(in->r) - 1, e2.msg);
-                goto done;
+                goto out;
             }
             h = rh, w = rw;
             const size_t need = (size_t)B * C * h * w;
             if (need > x_cap) {
                 free(x);
                 x_cap = 0;
-                if (!(x = util_malloc(need, sizeof(float), err))) goto done;
+                if (!(x = util_malloc(need, sizeof(float), err))) goto out;
                 x_cap = need;
             }
         }
         c_in = rcn;
         const size_t hw = (size_t)h * w;
         float *slot = x + (size_t)nb * C * hw;
-        if (train_reader_next(in, &recs[nb], slot, sizeof(float) * C * hw, 0, NULL, 0, NULL, err) < 0) goto done;
+        if (train_reader_next(in, &recs[nb], slot, sizeof(float) * C * hw, 0, NULL, 0, NULL, err) < 0) goto out;
         if (rcn == 1 && C == 3) {   /* grey on an RGB model: the same as summing conv1 over channels */
             memcpy(slot + hw, slot, sizeof(float) * hw);
             memcpy(slot + 2 * hw, slot, sizeof(float) * hw);
         }
         nb++;
     }
-    util_progress_end(&prog, tsz_writer_count(out), NULL);
-    rc = 0;
-done:
+    util_progress_end(&prog, done, NULL);
+    rc = done;
+out:
     nn_ws_free(ws);
     free(recs);
     free(x);
     free(y);
     return rc;
+}
+
+/* train_embed's sink: the records as they are, or (o->knn_ref) as k-NN class scores. */
+typedef struct {
+    tsz_writer *out;
+    const train_embed_opts *o;
+    float *scores;     /* batch x knn_classes */
+} embed_write_ctx;
+
+static int embed_write(void *ctx, const tsz_rec *recs, int nb, float *y, int D, struct util_err *err)
+{
+    embed_write_ctx *c = ctx;
+    const train_embed_opts *o = c->o;
+    if (o->knn_ref) {
+        metric_l2_normalise_rows(y, nb, D);
+        if (metric_knn_scores(o->knn_ref, o->knn_labels, o->knn_n, y, nb, D, o->knn_classes, o->knn_k, o->knn_t,
+                              c->scores, err) < 0)
+            return -1;
+        y = c->scores, D = o->knn_classes;
+    }
+    const int64_t shape[1] = {D};
+    for (int i = 0; i < nb; i++)
+        if (tsz_write_f32(c->out, recs[i].name, recs[i].label, recs[i].fold, 1, shape, y + (size_t)i * D, err) < 0)
+            return -1;
+    return 0;
+}
+
+int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embed_opts *o, int verbose,
+                struct util_err *err)
+{
+    embed_write_ctx c = {.out = out, .o = o};
+    if (o->knn_ref && !(c.scores = util_malloc((size_t)o->batch * (size_t)o->knn_classes, sizeof(float), err)))
+        return -1;
+    const int64_t n = embed_run(m, in, o, verbose, embed_write, &c, err);
+    free(c.scores);
+    return n < 0 ? -1 : 0;
+}
+
+/* train_embed_collect's sink: normalised rows and labels appended to growing arrays. */
+typedef struct {
+    const char *path;
+    float *f;
+    int32_t *labels;
+    int64_t n, cap;
+} embed_collect_ctx;
+
+static int embed_collect(void *ctx, const tsz_rec *recs, int nb, float *y, int D, struct util_err *err)
+{
+    embed_collect_ctx *c = ctx;
+    if (c->n + nb > c->cap) {
+        const int64_t cap = c->cap ? 2 * c->cap : 1024;
+        float *f = realloc(c->f, sizeof(float) * (size_t)cap * D);
+        if (f) c->f = f;
+        int32_t *l = f ? realloc(c->labels, sizeof(int32_t) * (size_t)cap) : NULL;
+        if (!l) return util_err_set(err, "out of memory");
+        c->labels = l, c->cap = cap;
+    }
+    for (int i = 0; i < nb; i++) {
+        if (recs[i].label < 0)
+            return util_err_set(err, "%s: record %lld ('%s') has no label: a k-NN reference needs labels", c->path,
+                                (long long)(c->n + i), recs[i].name);
+        c->labels[c->n + i] = recs[i].label;
+    }
+    memcpy(c->f + c->n * D, y, sizeof(float) * (size_t)nb * D);
+    metric_l2_normalise_rows(c->f + c->n * D, nb, D);
+    c->n += nb;
+    return 0;
+}
+
+int train_embed_collect(nn_model *m, train_reader *in, const train_embed_opts *o, int verbose, float **f,
+                        int32_t **labels, int64_t *n, struct util_err *err)
+{
+    embed_collect_ctx c = {.path = train_reader_path(in)};
+    train_embed_opts fo = *o;
+    fo.kind = TRAIN_EMBED_FEATURES, fo.knn_ref = NULL;
+    if (embed_run(m, in, &fo, verbose, embed_collect, &c, err) < 0) {
+        free(c.f), free(c.labels);
+        return -1;
+    }
+    *f = c.f, *labels = c.labels, *n = c.n;
+    return 0;
 }

@@ -70,6 +70,58 @@ expect_fail "embed --logits: a model without classifier" 1 "no classifier" embed
 expect_fail "embed --layer maxpool: the small stem has none" 1 "unknown layer 'maxpool'" \
     embed --model enc.tsz --layer maxpool val.tsz
 
+# ---- --knn: weighted k-NN class scores against a labelled reference, checked against awk's own
+# k-NN on embed's features (normalise, cosine, top k, votes exp(s / t) shared out)
+npy_values() {   # the f32 values of a stacked .npy, one per line (data after the 10 + HEADER_LEN bytes)
+    hl=$(od -A n -t u2 -j 8 -N 2 "$1" | tr -d ' ')
+    od -A n -v -t f4 -j $((10 + hl)) "$1" | tr -s ' ' '\n' | sed '/^$/d'
+}
+if embed -j 1 --model m.tsz -o ftrain.tsz train.tsz && tsz npy --stack -o ftrain.npy ftrain.tsz &&
+   tsz npy --stack -o fval.npy feat.tsz &&
+   embed -j 1 --model m.tsz --knn train.tsz --knn-k 7 --knn-t 0.1 -o knn.tsz val.tsz 2>run.err &&
+   tsz npy --stack -o knn.npy knn.tsz; then
+    { ids train.tsz | awk '{print "L", $2}'; npy_values ftrain.npy | awk '{print "T", $1}'
+      npy_values fval.npy | awk '{print "V", $1}'; npy_values knn.npy | awk '{print "K", $1}'; } >knn.txt
+    out=$(awk -v D=32 -v C=3 -v K=7 -v T=0.1 '
+        $1 == "L" { lab[nl++] = $2 } $1 == "T" { tr[nt++] = $2 } $1 == "V" { va[nv++] = $2 } $1 == "K" { kn[nk++] = $2 }
+        function norm(a, n, base,   j, s) { s = 0; for (j = 0; j < D; j++) s += a[base + j] ^ 2; return sqrt(s) }
+        END {
+            nref = nt / D; nq = nv / D; worst = 0; agree = 0
+            for (q = 0; q < nq; q++) {
+                nq_ = norm(va, nq, q * D)
+                for (r = 0; r < nref; r++) {
+                    s = 0; for (j = 0; j < D; j++) s += va[q * D + j] * tr[r * D + j]
+                    sim[r] = s / (nq_ * norm(tr, nref, r * D)); used[r] = 0
+                }
+                for (c = 0; c < C; c++) v[c] = 0
+                for (i = 0; i < K; i++) {   # the K best, lowest index first among equals
+                    b = -1; for (r = 0; r < nref; r++) if (!used[r] && (b < 0 || sim[r] > sim[b])) b = r
+                    used[b] = 1; best[i] = b
+                }
+                tot = 0; for (i = 0; i < K; i++) { w = exp((sim[best[i]] - sim[best[0]]) / T); v[lab[best[i]]] += w; tot += w }
+                for (c = 0; c < C; c++) { d = v[c] / tot - kn[q * C + c]; if (d < 0) d = -d; if (d > worst) worst = d }
+            }
+            printf "%d queries, %d references, max |score difference| %.2g\n", nq, nref, worst
+            exit !(nq == 30 && nref == 48 && nk == 90 && worst < 1e-5)
+        }' knn.txt) && pass "embed --knn: k-NN scores of 30 records against 48 match awk's weighted k-NN ($out)" ||
+        fail "embed --knn: scores differ from the awk reference: $out"
+    tsz info knn.tsz >k.txt
+    [ "$(dims knn.tsz)" = "f32 3" ] && grep -q 'kind=knn' k.txt && grep -q 'knn_k=7' k.txt && grep -q 'class2' k.txt &&
+        [ "$(ids knn.tsz)" = "$(ids val.tsz)" ] &&
+        pass "embed --knn: one 3-class score record per input, same names and labels; kind=knn, classes kept" ||
+        fail "embed --knn: records or attributes: $(head -c 300 k.txt)"
+    # the reference itself as the input with k 1: every record finds itself
+    embed -j 1 --model m.tsz --knn train.tsz --knn-k 1 -o self.tsz train.tsz &&
+        acc=$(score --csv self.tsz | awk -F, '$3 == "accuracy" { print $4; exit }') &&
+        awk -v a="$acc" 'BEGIN { exit !(a == 1) }' && pass "embed --knn --knn-k 1 on its own reference: accuracy $acc" ||
+        fail "embed --knn on its own reference: accuracy '$acc'"
+else
+    fail "embed --knn: $(head -c 300 run.err)"
+fi
+tsz npy --range 0 -o one.npy val.tsz && tsz from-npy -o unlab.tsz one.npy &&
+    expect_fail "embed --knn: an unlabelled reference" 1 "unlab.tsz: record 0 ('one') has no label" \
+        embed --model m.tsz --knn unlab.tsz -o x.tsz val.tsz
+
 # ---- bad input: one line, exit 1, no output file
 "$GEN" gen rgb.tsz n=4 k=2 c=3
 expect_fail "embed: 3-channel input to a 1-channel model" 1 "rgb.tsz: record 0: 3 channels" \
@@ -79,6 +131,8 @@ expect_fail "embed: a data stream as model" 1 "val.tsz" embed --model val.tsz va
 head -c 2000 val.tsz >trunc.tsz
 expect_fail "embed: truncated input" 1 "trunc.tsz" embed --model m.tsz -o x.tsz trunc.tsz
 expect_fail "embed: unknown layer" 1 "unknown layer 'layer9'" embed --model m.tsz --layer layer9 -o x.tsz val.tsz
+expect_fail "embed --knn: a reference the model cannot take" 1 "rgb.tsz: record 0: 3 channels" \
+    embed --model m.tsz --knn rgb.tsz -o x.tsz val.tsz
 [ ! -e x.tsz ] && pass "embed: no output after failures" || fail "embed: x.tsz left by a failing run"
 
 # ---- usage errors: exit 2 with "try 'embed --help'"
@@ -92,5 +146,7 @@ expect_usage() {
 expect_usage "embed: no --model" "no model" embed val.tsz
 expect_usage "embed: --logits with --probs" "exclude" embed --model m.tsz --logits --probs val.tsz
 expect_usage "embed: bad --batch" "--batch" embed --model m.tsz -b 0 val.tsz
+expect_usage "embed: --knn with --logits" "--knn works on features" embed --model m.tsz --knn train.tsz --logits val.tsz
+expect_usage "embed: --knn-k 0" "--knn-k" embed --model m.tsz --knn train.tsz --knn-k 0 val.tsz
 embed --help | grep -q -- '--logits' && pass "embed --help" || fail "embed --help"
 finish

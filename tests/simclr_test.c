@@ -12,6 +12,7 @@
 
 #include "aug.h"
 #include "nn.h"
+#include "metric.h"
 #include "simclr.h"
 #include "test.h"
 #include "tsz.h"
@@ -438,23 +439,29 @@ static void knn_tests(void)
     /* 2-D unit features.  Train: one class-0 example at angle 0, three class-1 examples at 60 degrees.
      * A query at angle 0.02: similarities ~1 (class 0) and ~0.48 (class 1 x3).  Weighted with
      * t = 0.07 the single close neighbour wins (e^14.3 >> 3 e^6.9); a plain majority of k = 4 says 1. */
-    float ftr[8], fva[2] = {cosf(0.02f), sinf(0.02f)}, sims[4];
+    float ftr[8], fva[2] = {cosf(0.02f), sinf(0.02f)};
     int32_t ytr[4] = {0, 1, 1, 1}, yva[1] = {0};
     ftr[0] = 1, ftr[1] = 0;
     for (int i = 1; i < 4; i++) ftr[2 * i] = cosf(1.047f + 0.01f * i), ftr[2 * i + 1] = sinf(1.047f + 0.01f * i);
-    double a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 200, 0.07, sims);
+    double a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 200, 0.07);
     test_check(a == 1.0, "k-NN: one near neighbour outweighs three far ones at t 0.07 (accuracy %g, want 1)", a);
     /* with a temperature of 100 the weights are nearly equal and the majority wins */
-    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 200, 100, sims);
+    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 200, 100);
     test_check(a == 0.0, "k-NN: at t 100 the majority wins (accuracy %g, want 0)", a);
+    /* t 1e-4: exp(s / t) overflows a double; the votes are weighed relative to the best neighbour */
+    float sc[2];
+    struct util_err e = {{0}};
+    int rc = metric_knn_scores(ftr, ytr, 4, fva, 1, 2, 2, 200, 1e-4, sc, &e);
+    test_check(rc == 0 && sc[0] == 1.0f && sc[1] == 0.0f, "k-NN scores at t 1e-4: finite, all on the nearest (%g %g)",
+               sc[0], sc[1]);
     /* k = 3 keeps the three most similar: the class-0 example and two class-1 ones */
-    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 1, 0.07, sims);
+    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 2, 2, 1, 0.07);
     test_check(a == 1.0, "k-NN: k 1 is the nearest neighbour (accuracy %g)", a);
     /* a bigger random case against brute force: 300 train, 40 val, 5 classes, 8-D, k 200 */
     util_rng r;
     util_rng_seed(&r, 3);
     const int nt = 300, nv = 40, d = 8, C = 5;
-    float *ft = malloc(sizeof(float) * nt * d), *fv = malloc(sizeof(float) * nv * d), *sm = malloc(sizeof(float) * nv * nt);
+    float *ft = malloc(sizeof(float) * nt * d), *fv = malloc(sizeof(float) * nv * d);
     int32_t *yt = malloc(sizeof(int32_t) * nt), *yv = malloc(sizeof(int32_t) * nv);
     for (int pass = 0; pass < 2; pass++)
         for (int i = 0; i < (pass ? nv : nt); i++) {
@@ -486,10 +493,10 @@ static void knn_tests(void)
             if (votes[c] > votes[best]) best = c;
         correct += best == yv[v];
     }
-    a = simclr_knn_accuracy(ft, yt, nt, fv, yv, nv, d, C, 200, 0.07, sm);
+    a = simclr_knn_accuracy(ft, yt, nt, fv, yv, nv, d, C, 200, 0.07);
     test_check(fabs(a - (double)correct / nv) < 1e-12 && a > 0.4,
                "k-NN 300 x 40, 5 classes, k 200: accuracy %.3f, brute force %.3f", a, (double)correct / nv);
-    free(ft), free(fv), free(sm), free(yt), free(yv);
+    free(ft), free(fv), free(yt), free(yv);
 }
 
 /* ---------------------------------------------------------------- learning on synthetic images ---- */

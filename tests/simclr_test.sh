@@ -99,6 +99,18 @@ if simclr-train $T --knn lab.tsz lab.tsz --knn-every 1 --log knn.tsv -o knn.tsz 
    [ "$(awk -F'\t' 'NR > 1 && $8 != "nan"' knn.tsv | wc -l)" -eq 3 ]
 then pass "--knn: before training and after each epoch (init $(attr knn.tsz knn_acc_init), end $(attr knn.tsz knn_acc))"
 else fail "--knn: $(head -c 300 knn.err) $(cat knn.tsv)"; fi
+# --save-init: the model before the first step; embed --knn on it and on the trained model gives the
+# monitor's first and last k-NN accuracy (two code paths: the monitor's and embed's)
+tsz select --name '*i[0145].png' -o ref.tsz lab.tsz && tsz select --name '*i[0145].png' --invert -o qry.tsz lab.tsz
+if simclr-train $T --knn ref.tsz qry.tsz --save-init init0.tsz -o knn2.tsz pairs2.tsz 2>knn2.err; then
+    a0=$(embed -j 1 --model init0.tsz --knn ref.tsz qry.tsz | score --csv - | awk -F, '$3 == "accuracy" { print $4; exit }')
+    a1=$(embed -j 1 --model knn2.tsz --knn ref.tsz qry.tsz | score --csv - | awk -F, '$3 == "accuracy" { print $4; exit }')
+    m0=$(attr knn2.tsz knn_acc_init); m1=$(attr knn2.tsz knn_acc)
+    if [ "$(attr init0.tsz steps)" = 0 ] && ! cmp -s init0.tsz knn2.tsz &&
+       awk -v a="$a0" -v b="$m0" -v c="$a1" -v d="$m1" 'BEGIN { exit !(a != "" && c != "" && a - b < 1e-6 && b - a < 1e-6 && c - d < 1e-6 && d - c < 1e-6) }'
+    then pass "--save-init: embed --knn gives the monitor's k-NN accuracy before ($a0) and after training ($a1)"
+    else fail "--save-init: embed --knn $a0 / $a1, monitor $m0 / $m1, steps $(attr init0.tsz steps)"; fi
+else fail "--save-init: $(head -c 300 knn2.err)"; fi
 expect_fail "--knn on an unlabelled stream" 1 "imgs.tsz: record 0" \
     sh -c 'img2tensor --u8 --no-labels png >imgs.tsz && simclr-train '"$T"' --knn imgs.tsz imgs.tsz -o x.tsz pairs2.tsz'
 

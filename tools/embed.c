@@ -1,6 +1,7 @@
 /* embed: run a trained network over a TSZ stream in eval mode and write one f32 record per input with
  * the same name, label and fold: pooled penultimate features (default), a named block's pooled output,
- * logits or softmax probabilities.  The record loop lives in lib/train.c (train_embed). */
+ * logits, softmax probabilities, or the class scores of a weighted k-NN probe against a labelled
+ * reference stream.  The record loop lives in lib/train.c (train_embed). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,9 @@
 
 
 struct opts {
-    const char *model, *input, *output, *layer;
-    int kind, batch, threads, level, raw, verbose;
+    const char *model, *input, *output, *layer, *knn;
+    int kind, batch, threads, level, raw, verbose, knn_k;
+    double knn_t;
     weights_opts wo;          /* --key, --strip-prefix for safetensors/PyTorch models */
     const char **strip;
     int wflags;               /* WEIGHTS_NON_STRICT */
@@ -35,6 +37,11 @@ static void usage(void)
            "      --probs          write softmax probabilities instead of features\n"
            "      --layer=NAME     features of another point: conv1, maxpool, layer1..layer4, layerN.B,\n"
            "                       avgpool (default; the penultimate features)\n"
+           "      --knn=REF        k-NN probe: instead of features, the class scores of a weighted\n"
+           "                       k-nearest-neighbour vote (cosine similarity of the features) among\n"
+           "                       the labelled records of REF, for score(1)\n"
+           "      --knn-k=K        neighbours that vote (default 200)\n"
+           "      --knn-t=T        vote weight exp(similarity / T) (default 0.07)\n"
            "  -b, --batch=N        records per forward pass (default 64)\n"
            "  -j, --threads=N      threads (default: all cores)\n"
            "      --level=N        zstd level 1..19 (default 3)\n"
@@ -48,7 +55,7 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT };
+    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT, O_KNN, O_KNN_K, O_KNN_T };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
         {"logits", no_argument, 0, O_LOGITS}, {"probs", no_argument, 0, O_PROBS},
@@ -57,7 +64,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"raw", no_argument, 0, O_RAW}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {"key", required_argument, 0, O_KEY},
         {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
-        {0, 0, 0, 0}};
+        {"knn", required_argument, 0, O_KNN}, {"knn-k", required_argument, 0, O_KNN_K},
+        {"knn-t", required_argument, 0, O_KNN_T}, {0, 0, 0, 0}};
     opterr = 0;
     if (!(o->strip = calloc((size_t)argc + 1, sizeof *o->strip))) {
         fprintf(stderr, "embed: out of memory\n");
@@ -79,6 +87,9 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_KEY: o->wo.key = optarg; break;
         case O_STRIP: o->strip[o->wo.n_strip++] = optarg; break;
         case O_NON_STRICT: o->wflags |= WEIGHTS_NON_STRICT; break;
+        case O_KNN: o->knn = optarg; break;
+        case O_KNN_K: o->knn_k = (int)util_opt_long("--knn-k", optarg, 1, 1000000); break;
+        case O_KNN_T: o->knn_t = util_opt_double("--knn-t", optarg, 1e-6, 1e6); break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
         default: util_option_error(c, argv);
@@ -86,8 +97,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
     }
     if (!o->model) util_usage_error("no model: give --model MODEL");
     if (n_kind > 1) util_usage_error("--logits, --probs and --layer exclude each other");
+    if (o->knn && o->kind != TRAIN_EMBED_FEATURES) util_usage_error("--knn works on features: not with --logits or --probs");
     if (optind + 1 < argc) util_usage_error("one input only ('%s' is extra)", argv[optind + 1]);
     if (optind < argc) o->input = argv[optind];
+    if (o->knn && !strcmp(o->knn, "-") && !strcmp(o->input, "-")) util_usage_error("--knn - and the input cannot both be stdin");
     o->wo.strip = o->strip;
 }
 
@@ -125,11 +138,16 @@ static int merge_history(tsz_attrs *a, const tsz_attrs *model, int argc, char **
 int main(int argc, char **argv)
 {
     util_set_progname(argv[0]);
-    struct opts o = {.input = "-", .output = "-", .batch = 64};
+    struct opts o = {.input = "-", .output = "-", .batch = 64, .knn_k = 200, .knn_t = 0.07};
     parse_args(argc, argv, &o);
     struct util_err err = {{0}};
     nn_model *m = NULL;
-    train_reader in = {0};
+    train_reader in = {0}, ref = {0};
+    float *ref_f = NULL;
+    int32_t *ref_labels = NULL;
+    int64_t ref_n = 0;
+    char **ref_classes = NULL;
+    int n_ref_classes = 0;
     tsz_writer *out = NULL;
     tsz_attrs mattrs, a;
     tsz_attrs_init(&mattrs);
@@ -147,19 +165,44 @@ int main(int argc, char **argv)
                      o.kind == TRAIN_EMBED_LOGITS ? "logits" : "probabilities");
         goto done;
     }
+    train_embed_opts eo = {.kind = o.kind, .layer = o.layer, .batch = o.batch};
+    if (o.knn) {   /* the reference set first: its features and labels, and its classes */
+        if (train_reader_open(&ref, o.knn, &err) < 0 ||
+            train_embed_collect(m, &ref, &eo, o.verbose, &ref_f, &ref_labels, &ref_n, &err) < 0)
+            goto done;
+        if (ref_n == 0) {
+            util_err_set(&err, "%s: no records: the k-NN reference is empty", o.knn);
+            goto done;
+        }
+        if (tsz_attrs_get_classes(train_reader_attrs(&ref), &ref_classes, &n_ref_classes) < 0) goto oom;
+        eo.knn_classes = n_ref_classes;
+        for (int64_t i = 0; i < ref_n; i++)
+            if (ref_labels[i] >= eo.knn_classes) eo.knn_classes = ref_labels[i] + 1;
+        eo.knn_ref = ref_f, eo.knn_labels = ref_labels, eo.knn_n = ref_n, eo.knn_k = o.knn_k, eo.knn_t = o.knn_t;
+    }
     if (train_reader_open(&in, o.input, &err) < 0) goto done;
     const tsz_attrs *ia = train_reader_attrs(&in);
+    if (o.knn && tsz_attrs_get(ia, "classes") && tsz_attrs_get(train_reader_attrs(&ref), "classes") &&
+        strcmp(tsz_attrs_get(ia, "classes"), tsz_attrs_get(train_reader_attrs(&ref), "classes"))) {
+        util_err_set(&err, "%s: its classes differ from those of the k-NN reference %s", o.input, o.knn);
+        goto done;
+    }
     if (tsz_attrs_copy(&a, ia) < 0) goto oom;
     /* companions are dropped, so the declared count holds only without them */
     int64_t declared = tsz_attrs_get(ia, "soft_labels") ? -1 : tsz_reader_declared(in.r);
     static const char *const drop[] = {"soft_labels", "records_total", "num_classes", "layer"};
     for (size_t i = 0; i < sizeof drop / sizeof *drop; i++) tsz_attrs_remove(&a, drop[i]);
-    const char *kind = o.kind == TRAIN_EMBED_LOGITS ? "logits" : o.kind == TRAIN_EMBED_PROBS ? "probs" : "features";
-    const int dim = o.kind == TRAIN_EMBED_FEATURES ? nn_layer_channels(m, o.layer ? o.layer : "avgpool")
-                                                    : m->cfg.num_classes;
+    const char *kind = o.knn ? "knn" : o.kind == TRAIN_EMBED_LOGITS ? "logits" : o.kind == TRAIN_EMBED_PROBS ? "probs" : "features";
+    const int dim = o.knn ? eo.knn_classes
+                          : o.kind == TRAIN_EMBED_FEATURES ? nn_layer_channels(m, o.layer ? o.layer : "avgpool")
+                                                           : m->cfg.num_classes;
     if (tsz_attrs_set(&a, "kind", kind) < 0 || tsz_attrs_setf(&a, "dim", "%d", dim) < 0 ||
         tsz_attrs_set(&a, "embed_model", o.model) < 0 || tsz_attrs_set(&a, "embed_arch", m->cfg.arch) < 0 ||
         (o.kind == TRAIN_EMBED_FEATURES && tsz_attrs_set(&a, "layer", o.layer ? o.layer : "avgpool") < 0))
+        goto oom;
+    if (o.knn && (tsz_attrs_set(&a, "knn_ref", o.knn) < 0 || tsz_attrs_setf(&a, "knn_k", "%d", o.knn_k) < 0 ||
+                  tsz_attrs_setf(&a, "knn_t", "%g", o.knn_t) < 0 ||
+                  (n_ref_classes && tsz_attrs_set_classes(&a, ref_classes, n_ref_classes) < 0)))
         goto oom;
     if (o.kind != TRAIN_EMBED_FEATURES && !tsz_attrs_get(&a, "classes") && tsz_attrs_get(&mattrs, "classes") &&
         tsz_attrs_set(&a, "classes", tsz_attrs_get(&mattrs, "classes")) < 0)
@@ -169,7 +212,6 @@ int main(int argc, char **argv)
     tsz_wopts_default(&wo);
     if (o.level) wo.level = o.level;
     wo.raw = o.raw;
-    train_embed_opts eo = {.kind = o.kind, .layer = o.layer, .batch = o.batch};
     if (!(out = tsz_writer_open(o.output, &a, declared, &wo, &err)) || train_embed(m, &in, out, &eo, o.verbose, &err) < 0 ||
         tsz_writer_finish(out, &err) < 0)
         goto done;
@@ -180,6 +222,10 @@ oom:
 done:
     if (rc) util_report(&err);
     train_reader_close(&in);
+    train_reader_close(&ref);
+    free(ref_f);
+    free(ref_labels);
+    tsz_free_classes(ref_classes, n_ref_classes);
     tsz_writer_close(out);
     nn_model_free(m);
     tsz_attrs_free(&mattrs);

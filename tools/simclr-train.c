@@ -56,6 +56,8 @@ static void usage(void)
            "      --no-checkpoint      write no checkpoint\n"
            "      --resume             continue from the checkpoint if there is one\n"
            "      --keep-checkpoint    keep the checkpoint after success (default: removed)\n"
+           "      --save-init=FILE     also write the model as initialised, before the first step (the\n"
+           "                           baseline for embed --knn or finetune --init comparisons)\n"
            "  -v, --verbose            progress, epoch and checkpoint lines even when stderr is not a terminal\n"
            "  -h, --help               show this help and exit\n"
            "  -V, --version            show the version and exit\n"
@@ -74,7 +76,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
 {
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
-        O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP,
+        O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP, O_SAVE_INIT,
         O_INIT, O_KEY, O_STRIP, O_NON_STRICT
     };
     static const struct option lo[] = {
@@ -91,6 +93,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         {"knn-every", required_argument, 0, O_KNNEVERY}, {"checkpoint", required_argument, 0, O_CKPT},
         {"checkpoint-every", required_argument, 0, O_CKPTEVERY}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
+        {"save-init", required_argument, 0, O_SAVE_INIT},
         {"init", required_argument, 0, O_INIT}, {"key", required_argument, 0, O_KEY},
         {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
         {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'}, {"version", no_argument, 0, 'V'},
@@ -140,6 +143,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_NOCKPT: o->no_ckpt = 1; break;
         case O_RESUME: s->resume = 1; break;
         case O_KEEP: s->keep_ckpt = 1; break;
+        case O_SAVE_INIT: s->save_init = optarg; break;
         case O_INIT: s->init = optarg; break;
         case O_KEY: s->wo.key = optarg; break;
         case O_STRIP:
