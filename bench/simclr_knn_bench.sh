@@ -5,12 +5,16 @@
 #     pre-training and as the k-NN reference, the last 2 (*_105, *_106) held out.  A fixed budget of
 #     augment | simclr-train, with simclr-train's own k-NN monitor (cosine, k 200, votes exp(s/0.07))
 #     before the first step (the randomly initialised encoder) and every few epochs.  Prints the
-#     budget, the per-epoch log, wall and CPU time, and k-NN trained / k-NN random.
+#     budget, the per-epoch log, wall and CPU time, and k-NN trained / k-NN random; then the same
+#     held-out images scored by embed --knn (k 200, 20 and 1) with the untrained encoder
+#     (simclr-train --save-init) and the trained one, paired by score --compare (bootstrap interval
+#     of the difference, McNemar's test).
 #  B. (opt-in, slow: SIMCLR_KNN_FOLDS="1 2 ...") ESC-10 with wav2mel's esc50 preset (3 x 128 x 250):
 #     finetune --init the encoder from A against the same network from scratch on each held-out fold,
 #     embed --logits on the test fold, score --compare over the folds.
 # Knobs (environment): SIMCLR_KNN_EPOCHS (30), SIMCLR_KNN_WIDTH (32), SIMCLR_KNN_STEM (imagenet),
-#   SIMCLR_KNN_BATCH (256), SIMCLR_KNN_EVERY (5), SIMCLR_KNN_FOLDS (empty: skip B),
+#   SIMCLR_KNN_BATCH (256), SIMCLR_KNN_TEMP (0.5), SIMCLR_KNN_AUG (augment options added to
+#   --policy simclr, default none), SIMCLR_KNN_EVERY (5), SIMCLR_KNN_FOLDS (empty: skip B),
 #   SIMCLR_KNN_FT_EPOCHS (20), SIMCLR_KNN_KEEP (a directory to keep the outputs in).
 # Time on 2 cores: A with the defaults about 20-30 min (the machine's other load counts); B about
 # 2 x 10-25 min per fold.  Not part of `make test` (far too long); wall-clock figures depend on the load.
@@ -23,6 +27,8 @@ EPOCHS=${SIMCLR_KNN_EPOCHS:-30}
 WIDTH=${SIMCLR_KNN_WIDTH:-32}
 STEM=${SIMCLR_KNN_STEM:-imagenet}
 BATCH=${SIMCLR_KNN_BATCH:-256}
+TEMP=${SIMCLR_KNN_TEMP:-0.5}
+AUGX=${SIMCLR_KNN_AUG:-}
 EVERY=${SIMCLR_KNN_EVERY:-5}
 FOLDS=${SIMCLR_KNN_FOLDS:-}
 FT_EPOCHS=${SIMCLR_KNN_FT_EPOCHS:-20}
@@ -45,13 +51,16 @@ count() { tsz info --json --no-values "$1" | tr -d ' \n' | sed 's/.*"records":\(
 ntr=$(count "$TMP/train.tsz"); nva=$(count "$TMP/val.tsz")
 steps=$((ntr * EPOCHS / BATCH))
 echo "simclr_knn_bench: ResNet-18 width $WIDTH stem $STEM, $ntr unlabelled training images x $EPOCHS epochs" \
-     "of 2 views at 64 px, batch $BATCH pairs: $steps steps, $((steps * BATCH)) pairs; LARS, default lr and" \
-     "temperature; k-NN (k 200) on $ntr labelled training / $nva held-out images, 200 classes (chance 0.005)"
+     "of 2 views at 64 px (augment --policy simclr $AUGX), batch $BATCH pairs: $steps steps, $((steps * BATCH))" \
+     "pairs; LARS, default lr, temperature $TEMP; k-NN (k 200) on $ntr labelled training / $nva held-out images," \
+     "200 classes (chance 0.005)"
 echo "  start: $(uptime)"
 t0=$(now)
-augment --policy simclr --views 2 --epochs "$EPOCHS" --size 64 --seed 1 --u8 --raw -j 1 "$TMP/train.tsz" |
+# shellcheck disable=SC2086
+augment --policy simclr $AUGX --views 2 --epochs "$EPOCHS" --size 64 --seed 1 --u8 --raw -j 1 "$TMP/train.tsz" |
     /usr/bin/time -f '%e %U %S' -o "$TMP/time.txt" \
     simclr-train -v -j "$J" --arch resnet18 --width "$WIDTH" --stem "$STEM" -b "$BATCH" --seed 1 \
+        --temperature "$TEMP" --save-init "$OUT/init.tsz" \
         --knn "$TMP/train.tsz" "$TMP/val.tsz" --knn-every "$EVERY" --log "$OUT/simclr_log.tsv" \
         --curves "$OUT/simclr_curves.png" -o "$OUT/enc.tsz" - 2>"$TMP/err.txt"
 rc=$?
@@ -65,6 +74,16 @@ awk -F'\t' '{ printf "    %-6s %-5s %-8s %-15s %-8s %-11s %s\n", $1, $2, $3, $4,
 awk -F'\t' 'NR > 1 && $8 != "" && $8 != "nan" { if (!seen++) a = $8; b = $8 } END {
     if (a > 0) printf "  k-NN accuracy: random init %.4f, after training %.4f (x%.1f)\n", a, b, b / a
     else printf "  k-NN accuracy: random init %s, after training %s\n", a, b }' "$OUT/simclr_log.tsv"
+
+# the same held-out images through embed --knn: untrained (--save-init) against trained, paired
+for k in 200 20 1; do
+    for m in init enc; do
+        embed -j "$J" --model "$OUT/$m.tsz" --knn "$TMP/train.tsz" --knn-k $k -o "$OUT/$m.knn$k.tsz" "$TMP/val.tsz" ||
+            exit 1
+    done
+    echo "  embed --knn, k $k (A = trained, B = untrained):"
+    score --compare "$OUT/enc.knn$k.tsz" -- "$OUT/init.knn$k.tsz" | grep -E '^(accuracy A|both right|McNemar)' | sed 's/^/    /'
+done
 
 # B: ESC-10, pre-trained against from scratch on the held-out folds
 if [ -z "$FOLDS" ]; then echo "simclr_knn_bench: ESC-10 fine-tuning skipped (set SIMCLR_KNN_FOLDS=\"1 2 3 4 5\")"; exit 0; fi
