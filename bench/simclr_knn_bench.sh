@@ -12,26 +12,29 @@
 #  B. (opt-in, slow: SIMCLR_KNN_FOLDS="1 2 ...") ESC-10 with wav2mel's esc50 preset (3 x 128 x 250):
 #     finetune --init the encoder from A against the same network from scratch on each held-out fold,
 #     embed --logits on the test fold, score --compare over the folds.
-# Knobs (environment): SIMCLR_KNN_EPOCHS (30), SIMCLR_KNN_WIDTH (32), SIMCLR_KNN_STEM (imagenet),
-#   SIMCLR_KNN_BATCH (256), SIMCLR_KNN_TEMP (0.5), SIMCLR_KNN_AUG (augment options added to
-#   --policy simclr, default none), SIMCLR_KNN_EVERY (5), SIMCLR_KNN_FOLDS (empty: skip B),
-#   SIMCLR_KNN_FT_EPOCHS (20), SIMCLR_KNN_KEEP (a directory to keep the outputs in).
-# Time on 2 cores: A with the defaults about 20-30 min (the machine's other load counts); B about
+# Knobs (environment): SIMCLR_KNN_EPOCHS (150), SIMCLR_KNN_WIDTH (32), SIMCLR_KNN_STEM (imagenet),
+#   SIMCLR_KNN_BATCH (128), SIMCLR_KNN_TEMP (0.2), SIMCLR_KNN_AUG (augment options added to
+#   --policy simclr, default "--scale 0.2,1 --blur 0 --strength 0.5": SimCLR's small-image colour
+#   strength, no blur, milder crops), SIMCLR_KNN_EVERY (25), SIMCLR_KNN_FOLDS (empty: skip B),
+#   SIMCLR_KNN_FT_EPOCHS (20), SIMCLR_KNN_KEEP (a directory to keep the outputs in),
+#   SIMCLR_KNN_ENCODER (an encoder from an earlier run: skip A; set WIDTH and STEM to match it).
+# Time on 2 cores: A with the defaults about 18 min (measured 1095 s wall on a quiet machine) (the machine's other load counts); B about
 # 2 x 10-25 min per fold.  Not part of `make test` (far too long); wall-clock figures depend on the load.
 ROOT=${EARSIGHT_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 SHARED=${EARSIGHT_SHARED:-$ROOT/../shared}
 PATH="$ROOT/${BUILD:-build}/bin:$PATH"
 TIN=$SHARED/data/tiny-imagenet-2k
 ESC=$SHARED/data/esc10
-EPOCHS=${SIMCLR_KNN_EPOCHS:-30}
+EPOCHS=${SIMCLR_KNN_EPOCHS:-150}
 WIDTH=${SIMCLR_KNN_WIDTH:-32}
 STEM=${SIMCLR_KNN_STEM:-imagenet}
-BATCH=${SIMCLR_KNN_BATCH:-256}
-TEMP=${SIMCLR_KNN_TEMP:-0.5}
-AUGX=${SIMCLR_KNN_AUG:-}
-EVERY=${SIMCLR_KNN_EVERY:-5}
+BATCH=${SIMCLR_KNN_BATCH:-128}
+TEMP=${SIMCLR_KNN_TEMP:-0.2}
+AUGX=${SIMCLR_KNN_AUG-"--scale 0.2,1 --blur 0 --strength 0.5"}
+EVERY=${SIMCLR_KNN_EVERY:-25}
 FOLDS=${SIMCLR_KNN_FOLDS:-}
 FT_EPOCHS=${SIMCLR_KNN_FT_EPOCHS:-20}
+ENCODER=${SIMCLR_KNN_ENCODER:-}
 J=$(nproc)
 if [ ! -d "$TIN/png" ] || [ ! -f "$TIN/classes.tsv" ]; then echo "simclr_knn_bench: skipped: no $TIN"; exit 0; fi
 TMP=${BENCH_TMP:-/tmp}/simclr_knn_bench.$$
@@ -41,49 +44,54 @@ OUT=${SIMCLR_KNN_KEEP:-$TMP}
 mkdir -p "$OUT" || exit 1
 now() { date +%s.%N; }
 
-# the split (as in simclr-train(1)'s example): the images named *_105 and *_106, the last two of each
-# class in byte order, are held out; the other 1,600 are pre-trained on (their labels are not used
-# there) and are the k-NN reference
-img2tensor --u8 --classes "$TIN/classes.tsv" -o "$TMP/lab.tsz" "$TIN/png" || exit 1
-tsz select --name '*_10[56].png' -o "$TMP/val.tsz" "$TMP/lab.tsz" || exit 1
-tsz select --name '*_10[56].png' --invert -o "$TMP/train.tsz" "$TMP/lab.tsz" || exit 1
-count() { tsz info --json --no-values "$1" | tr -d ' \n' | sed 's/.*"records":\([0-9]*\).*/\1/'; }
-ntr=$(count "$TMP/train.tsz"); nva=$(count "$TMP/val.tsz")
-steps=$((ntr * EPOCHS / BATCH))
-echo "simclr_knn_bench: ResNet-18 width $WIDTH stem $STEM, $ntr unlabelled training images x $EPOCHS epochs" \
-     "of 2 views at 64 px (augment --policy simclr $AUGX), batch $BATCH pairs: $steps steps, $((steps * BATCH))" \
-     "pairs; LARS, default lr, temperature $TEMP; k-NN (k 200) on $ntr labelled training / $nva held-out images," \
-     "200 classes (chance 0.005)"
-echo "  start: $(uptime)"
-t0=$(now)
-# shellcheck disable=SC2086
-augment --policy simclr $AUGX --views 2 --epochs "$EPOCHS" --size 64 --seed 1 --u8 --raw -j 1 "$TMP/train.tsz" |
-    /usr/bin/time -f '%e %U %S' -o "$TMP/time.txt" \
-    simclr-train -v -j "$J" --arch resnet18 --width "$WIDTH" --stem "$STEM" -b "$BATCH" --seed 1 \
-        --temperature "$TEMP" --save-init "$OUT/init.tsz" \
-        --knn "$TMP/train.tsz" "$TMP/val.tsz" --knn-every "$EVERY" --log "$OUT/simclr_log.tsv" \
-        --curves "$OUT/simclr_curves.png" -o "$OUT/enc.tsz" - 2>"$TMP/err.txt"
-rc=$?
-t1=$(now)
-if [ $rc -ne 0 ]; then echo "simclr_knn_bench: simclr-train failed: $(tail -n 1 "$TMP/err.txt")"; exit 1; fi
-echo "  end:   $(uptime)"
-grep -E 'before training|steps, ' "$TMP/err.txt" | sed 's/^/  /'
-awk -v w0="$t0" -v w1="$t1" '{ printf "  pipe wall %.0f s; simclr-train wall %.0f s, CPU %.0f s user + %.0f s sys\n", w1 - w0, $1, $2, $3 }' "$TMP/time.txt"
-echo "  per epoch (simclr-train --log):"
-awk -F'\t' '{ printf "    %-6s %-5s %-8s %-15s %-8s %-11s %s\n", $1, $2, $3, $4, $6, $8, $9 }' "$OUT/simclr_log.tsv"
-awk -F'\t' 'NR > 1 && $8 != "" && $8 != "nan" { if (!seen++) a = $8; b = $8 } END {
-    if (a > 0) printf "  k-NN accuracy: random init %.4f, after training %.4f (x%.1f)\n", a, b, b / a
-    else printf "  k-NN accuracy: random init %s, after training %s\n", a, b }' "$OUT/simclr_log.tsv"
+if [ -n "$ENCODER" ]; then   # part A done before: fine-tune from that encoder
+    cp "$ENCODER" "$OUT/enc.tsz" || exit 1
+    echo "simclr_knn_bench: pre-training skipped, the encoder is $ENCODER"
+else
+    # the split (as in simclr-train(1)'s example): the images named *_105 and *_106, the last two of each
+    # class in byte order, are held out; the other 1,600 are pre-trained on (their labels are not used
+    # there) and are the k-NN reference
+    img2tensor --u8 --classes "$TIN/classes.tsv" -o "$TMP/lab.tsz" "$TIN/png" || exit 1
+    tsz select --name '*_10[56].png' -o "$TMP/val.tsz" "$TMP/lab.tsz" || exit 1
+    tsz select --name '*_10[56].png' --invert -o "$TMP/train.tsz" "$TMP/lab.tsz" || exit 1
+    count() { tsz info --json --no-values "$1" | tr -d ' \n' | sed 's/.*"records":\([0-9]*\).*/\1/'; }
+    ntr=$(count "$TMP/train.tsz"); nva=$(count "$TMP/val.tsz")
+    steps=$((ntr * EPOCHS / BATCH))
+    echo "simclr_knn_bench: ResNet-18 width $WIDTH stem $STEM, $ntr unlabelled training images x $EPOCHS epochs" \
+         "of 2 views at 64 px (augment --policy simclr $AUGX), batch $BATCH pairs: $steps steps, $((steps * BATCH))" \
+         "pairs; LARS, default lr, temperature $TEMP; k-NN (k 200) on $ntr labelled training / $nva held-out images," \
+         "200 classes (chance 0.005)"
+    echo "  start: $(uptime)"
+    t0=$(now)
+    # shellcheck disable=SC2086
+    augment --policy simclr $AUGX --views 2 --epochs "$EPOCHS" --size 64 --seed 1 --u8 --raw -j 1 "$TMP/train.tsz" |
+        /usr/bin/time -f '%e %U %S' -o "$TMP/time.txt" \
+        simclr-train -v -j "$J" --arch resnet18 --width "$WIDTH" --stem "$STEM" -b "$BATCH" --seed 1 \
+            --temperature "$TEMP" --save-init "$OUT/init.tsz" \
+            --knn "$TMP/train.tsz" "$TMP/val.tsz" --knn-every "$EVERY" --log "$OUT/simclr_log.tsv" \
+            --curves "$OUT/simclr_curves.png" -o "$OUT/enc.tsz" - 2>"$TMP/err.txt"
+    rc=$?
+    t1=$(now)
+    if [ $rc -ne 0 ]; then echo "simclr_knn_bench: simclr-train failed: $(tail -n 1 "$TMP/err.txt")"; exit 1; fi
+    echo "  end:   $(uptime)"
+    grep -E 'before training|steps, ' "$TMP/err.txt" | sed 's/^/  /'
+    awk -v w0="$t0" -v w1="$t1" '{ printf "  pipe wall %.0f s; simclr-train wall %.0f s, CPU %.0f s user + %.0f s sys\n", w1 - w0, $1, $2, $3 }' "$TMP/time.txt"
+    echo "  per epoch (simclr-train --log):"
+    awk -F'\t' '{ printf "    %-6s %-5s %-8s %-15s %-8s %-11s %s\n", $1, $2, $3, $4, $6, $8, $9 }' "$OUT/simclr_log.tsv"
+    awk -F'\t' 'NR > 1 && $8 != "" && $8 != "nan" { if (!seen++) a = $8; b = $8 } END {
+        if (a > 0) printf "  k-NN accuracy: random init %.4f, after training %.4f (x%.1f)\n", a, b, b / a
+        else printf "  k-NN accuracy: random init %s, after training %s\n", a, b }' "$OUT/simclr_log.tsv"
 
-# the same held-out images through embed --knn: untrained (--save-init) against trained, paired
-for k in 200 20 1; do
-    for m in init enc; do
-        embed -j "$J" --model "$OUT/$m.tsz" --knn "$TMP/train.tsz" --knn-k $k -o "$OUT/$m.knn$k.tsz" "$TMP/val.tsz" ||
-            exit 1
+    # the same held-out images through embed --knn: untrained (--save-init) against trained, paired
+    for k in 200 20 1; do
+        for m in init enc; do
+            embed -j "$J" --model "$OUT/$m.tsz" --knn "$TMP/train.tsz" --knn-k $k -o "$OUT/$m.knn$k.tsz" "$TMP/val.tsz" ||
+                exit 1
+        done
+        echo "  embed --knn, k $k (A = trained, B = untrained):"
+        score --compare "$OUT/enc.knn$k.tsz" -- "$OUT/init.knn$k.tsz" | grep -E '^(accuracy A|both right|McNemar)' | sed 's/^/    /'
     done
-    echo "  embed --knn, k $k (A = trained, B = untrained):"
-    score --compare "$OUT/enc.knn$k.tsz" -- "$OUT/init.knn$k.tsz" | grep -E '^(accuracy A|both right|McNemar)' | sed 's/^/    /'
-done
+fi
 
 # B: ESC-10, pre-trained against from scratch on the held-out folds
 if [ -z "$FOLDS" ]; then echo "simclr_knn_bench: ESC-10 fine-tuning skipped (set SIMCLR_KNN_FOLDS=\"1 2 3 4 5\")"; exit 0; fi
