@@ -59,21 +59,36 @@ void simclr_stream_close(simclr_stream *s);
 
 typedef struct {
     nn_model *m;
-    nn_ws *ws;             /* for 2 batch views */
+    nn_ws *ws;             /* for `chunk` views */
     nn_optim *opt;
     int batch, h, w;       /* pairs per step, view size */
+    int chunk;             /* views per forward/backward pass: 2 batch, or a divisor of it */
     float temperature;
+    float *z;              /* (2 batch, head_out) projections gathered over the chunks (chunked only) */
     float *dz;             /* (2 batch, head_out) */
     float *work;           /* nn_ntxent_work_floats */
+    float *bufs_keep;      /* BN running statistics after the first pass (chunked only) */
+    int64_t *tracked_keep;
 } simclr_trainer;
-/* Trainer for m (which must have a projection head) with the optimiser oo.  NULL on failure. */
-simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int batch, int h, int w,
+/* Trainer for m (which must have a projection head) with the optimiser oo.  chunk: views per
+ * forward/backward pass, 0 or 2 batch for one pass over the whole batch, else a divisor of 2 batch
+ * (>= 2).  NULL on failure. */
+simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int batch, int chunk, int h, int w,
                                       float temperature, struct util_err *err);
 void simclr_trainer_free(simclr_trainer *t);   /* NULL is fine; m is the caller's */
 /* Zero the gradients, forward x (2 batch, c, h, w; see simclr_stream_next) in train mode, NT-Xent,
  * backward: m->grads then hold d(loss)/d(parameters).  Returns the loss (NaN/Inf passed through);
  * *n_correct (unless NULL) = views whose most similar other view is their partner.  x must stay
- * unchanged until this returns. */
+ * unchanged until this returns.
+ * Chunked (chunk < 2 batch), the step is the gradient-caching one (Gao et al. 2021): forward every
+ * chunk without keeping its activations and gather the projections, take NT-Xent and its gradient on
+ * all 2 batch of them, then forward each chunk again and back-propagate its slice of the gradient.  The
+ * loss is still over the whole batch, with every other view a negative; batch norm then normalises each
+ * chunk on its own statistics (as per-device BN does in data-parallel SimCLR), and a chunk no larger
+ * than the batch holds only first or only second views, so a pair never shares them.  Memory is that
+ * of a batch of `chunk` views; the second forward costs about a third more compute.  The running
+ * statistics take one update per chunk.  The same structure lets a data-parallel wrapper gather the
+ * projections of all ranks before the loss. */
 double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct);
 /* One optimiser update with learning rate lr (after any allreduce of m->grads). */
 void simclr_update(simclr_trainer *t, double lr);
@@ -113,6 +128,7 @@ typedef struct {
     double lr;               /* base learning rate (1.2); the schedule peaks at lr * batch / 256 */
     double temperature;      /* NT-Xent temperature (0.5) */
     int batch;               /* pairs per step */
+    int chunk;               /* views per forward/backward pass (0: the whole batch) */
     double warmup;           /* epochs of linear warm-up (< 0: 10, or a tenth of a shorter run) */
     int epochs;              /* 0: the stream's augment_epochs, else 1 */
     uint64_t seed;           /* initialisation */

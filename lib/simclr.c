@@ -347,23 +347,33 @@ void simclr_stream_close(simclr_stream *s)
 
 /* ---------------------------------------------------------------- the training step ---- */
 
-simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int batch, int h, int w,
+simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int batch, int chunk, int h, int w,
                                       float temperature, struct util_err *err)
 {
     if (!m->n_head) return util_err_set(err, "the model has no projection head"), NULL;
     if (batch < 2) return util_err_set(err, "batch %d: NT-Xent needs at least 2 pairs", batch), NULL;
     if (!(temperature > 0)) return util_err_set(err, "temperature %g is not positive", temperature), NULL;
+    const int n2 = 2 * batch, d = m->out_dim;
+    if (chunk == 0) chunk = n2;
+    if (chunk < 2 || chunk > n2 || n2 % chunk)
+        return util_err_set(err, "chunk %d: must be at least 2 and divide the %d views of a batch", chunk, n2), NULL;
+    if (chunk < n2 && m->cfg.dropout > 0 && m->fc.out)
+        return util_err_set(err, "chunk %d: a chunked step cannot repeat dropout masks", chunk), NULL;
     simclr_trainer *t = calloc(1, sizeof *t);
     if (!t) return util_err_set(err, "out of memory"), NULL;
-    t->m = m, t->batch = batch, t->h = h, t->w = w, t->temperature = temperature;
-    const int n2 = 2 * batch, d = m->out_dim;
-    if (!(t->ws = nn_ws_create(m, n2, h, w, err)) || !(t->opt = nn_optim_create(m, oo, err)) ||
+    t->m = m, t->batch = batch, t->chunk = chunk, t->h = h, t->w = w, t->temperature = temperature;
+    if (!(t->ws = nn_ws_create(m, chunk, h, w, err)) || !(t->opt = nn_optim_create(m, oo, err)) ||
         !(t->dz = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
-        !(t->work = util_malloc(nn_ntxent_work_floats(n2, d), sizeof(float), err))) {
-        simclr_trainer_free(t);
-        return NULL;
-    }
+        !(t->work = util_malloc(nn_ntxent_work_floats(n2, d), sizeof(float), err)))
+        goto fail;
+    if (chunk < n2 && (!(t->z = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
+                       !(t->bufs_keep = util_malloc((size_t)(m->n_bufs ? m->n_bufs : 1), sizeof(float), err)) ||
+                       !(t->tracked_keep = util_malloc((size_t)(m->n_tracked ? m->n_tracked : 1), sizeof(int64_t), err))))
+        goto fail;
     return t;
+fail:
+    simclr_trainer_free(t);
+    return NULL;
 }
 
 void simclr_trainer_free(simclr_trainer *t)
@@ -371,18 +381,42 @@ void simclr_trainer_free(simclr_trainer *t)
     if (!t) return;
     nn_ws_free(t->ws);
     nn_optim_free(t->opt);
+    free(t->z);
     free(t->dz);
     free(t->work);
+    free(t->bufs_keep);
+    free(t->tracked_keep);
     free(t);
 }
 
 double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct)
 {
-    const int n2 = 2 * t->batch;
-    nn_zero_grad(t->m);
-    const float *z = nn_forward(t->m, t->ws, x, n2, 1);
-    const double loss = nn_loss_ntxent(z, n2, t->m->out_dim, t->temperature, t->dz, n_correct, t->work);
-    if (isfinite(loss)) nn_backward(t->m, t->ws, t->dz, NULL);   /* a non-finite step is not taken anyway */
+    nn_model *m = t->m;
+    const int n2 = 2 * t->batch, d = m->out_dim, c = t->chunk, k = n2 / c;
+    const size_t view = (size_t)m->cfg.in_ch * t->h * t->w;
+    nn_zero_grad(m);
+    if (k == 1) {
+        const float *z = nn_forward(m, t->ws, x, n2, 1);
+        const double loss = nn_loss_ntxent(z, n2, d, t->temperature, t->dz, n_correct, t->work);
+        if (isfinite(loss)) nn_backward(m, t->ws, t->dz, NULL);   /* a non-finite step is not taken anyway */
+        return loss;
+    }
+    /* Pass 1: the projections of every chunk (this pass's running-statistics updates are the step's). */
+    for (int i = 0; i < k; i++)
+        memcpy(t->z + (size_t)i * c * d, nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1), sizeof(float) * c * d);
+    const double loss = nn_loss_ntxent(t->z, n2, d, t->temperature, t->dz, n_correct, t->work);
+    if (!isfinite(loss)) return loss;
+    memcpy(t->bufs_keep, m->bufs, sizeof(float) * m->n_bufs);
+    memcpy(t->tracked_keep, m->tracked, sizeof(int64_t) * m->n_tracked);
+    /* Pass 2: the last chunk's activations are still in the workspace; the others are recomputed,
+     * bit-identical to pass 1 (train-mode BN uses batch statistics, the parameters have not moved). */
+    nn_backward(m, t->ws, t->dz + (size_t)(k - 1) * c * d, NULL);
+    for (int i = 0; i < k - 1; i++) {
+        nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1);
+        nn_backward(m, t->ws, t->dz + (size_t)i * c * d, NULL);
+    }
+    memcpy(m->bufs, t->bufs_keep, sizeof(float) * m->n_bufs);
+    memcpy(m->tracked, t->tracked_keep, sizeof(int64_t) * m->n_tracked);
     return loss;
 }
 
@@ -610,6 +644,12 @@ static void add_kept(struct util_err *err, const char *ckpt, int64_t step)
 }
 
 /* User and system CPU time of the process so far. */
+static double phys_mem_gib(void)
+{
+    const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+    return pages > 0 && size > 0 ? (double)pages * size / 1073741824.0 : 0;
+}
+
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -734,8 +774,16 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         }
         nn_model_free(pre);
         pre = NULL;
-        if (!(tr = simclr_trainer_create(m, &o->optim, B, in->h, in->w, (float)o->temperature, &e2))) {
-            util_err_set(err, "%s: %s", path, e2.msg);
+        if (!(tr = simclr_trainer_create(m, &o->optim, B, o->chunk, in->h, in->w, (float)o->temperature, &e2))) {
+            util_err_set(err, "%s: %s%s", path, e2.msg,
+                         strstr(e2.msg, "workspace") ? "; --chunk N runs the step N views at a time" : "");
+            goto done;
+        }
+        /* Linux grants more than it has and kills the process later, when the pages are touched */
+        const double ws_gib = nn_ws_bytes(tr->ws) / 1073741824.0, phys_gib = phys_mem_gib();
+        if (phys_gib > 0 && ws_gib > 0.9 * phys_gib) {
+            util_err_set(err, "%s: %d views of %dx%d need %.1f GiB of workspace, this machine has %.1f GiB: "
+                         "--chunk N runs the step N views at a time", path, tr->chunk, in->h, in->w, ws_gib, phys_gib);
             goto done;
         }
     }
@@ -749,10 +797,10 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     {
         char f[5][32];
         snprintf(fp, sizeof fp,
-                 "arch=%s width=%d stem=%s input=%dx%dx%d head=%d/%d/%d temperature=%s batch=%d optimizer=%s lr=%s wd=%s "
+                 "arch=%s width=%d stem=%s input=%dx%dx%d head=%d/%d/%d temperature=%s batch=%d chunk=%d optimizer=%s lr=%s wd=%s "
                  "momentum=%s trust=%s decay_bn_bias=%d warmup_steps=%lld epochs=%d records=%lld seed=%llu init=%s",
                  cfg.arch, cfg.width, cfg.stem == NN_STEM_SMALL ? "small" : "imagenet", in->c, in->h, in->w,
-                 cfg.head_layers, cfg.head_hidden, cfg.head_out, fmt_short(f[0], 32, o->temperature), B,
+                 cfg.head_layers, cfg.head_hidden, cfg.head_out, fmt_short(f[0], 32, o->temperature), B, tr->chunk,
                  nn_optim_name(o->optim.kind), fmt_short(f[1], 32, o->lr), fmt_short(f[2], 32, o->optim.weight_decay),
                  fmt_short(f[3], 32, o->optim.momentum), fmt_short(f[4], 32, o->optim.trust), o->optim.decay_bn_bias,
                  (long long)W, E, (long long)in->total, (unsigned long long)o->seed, o->init ? o->init : "-");
@@ -957,6 +1005,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         if (tsz_attrs_setf(&mattrs, "steps", "%lld", (long long)S) < 0 ||
             tsz_attrs_setf(&mattrs, "pairs_seen", "%lld", (long long)S * B) < 0 ||
             tsz_attrs_setf(&mattrs, "epochs", "%d", E) < 0 || tsz_attrs_setf(&mattrs, "batch", "%d", B) < 0 ||
+            tsz_attrs_setf(&mattrs, "chunk", "%d", tr->chunk) < 0 ||
             tsz_attrs_set(&mattrs, "temperature", b[0]) < 0 || tsz_attrs_set(&mattrs, "simclr_loss", b[1]) < 0 ||
             tsz_attrs_set(&mattrs, "contrastive_acc", b[2]) < 0)
             goto oom;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "nn.h"
+#include "nn_gradcheck.h"
 #include "test.h"
 #include "../lib/nn_internal.h"   /* nn_ukernel_enable: both convolution paths */
 
@@ -233,25 +234,23 @@ done:
 
 /* ---------------------------------------------------------------- finite differences ---- */
 
-static double loss_at(nn_model *m, nn_ws *ws, const float *x, int n, const int32_t *lab)
+typedef struct {
+    nn_model *m;
+    nn_ws *ws;
+    const float *x;
+    int n;
+    const int32_t *lab;
+} ce_ctx;
+
+static double ce_loss(void *p)
 {
     /* a train forward moves the running statistics; they do not affect a train forward's output */
-    const float *out = nn_forward(m, ws, x, n, 1);
-    return nn_loss_ce(out, n, m->cfg.num_classes, lab, NULL, 0, NULL, NULL);
+    const ce_ctx *c = p;
+    const float *out = nn_forward(c->m, c->ws, c->x, c->n, 1);
+    return nn_loss_ce(out, c->n, c->m->cfg.num_classes, c->lab, NULL, 0, NULL, NULL);
 }
 
-/* Directional finite differences, one random direction v per tensor (and one for the input):
- * D(h) = (L(p + h v) - L(p - h v)) / 2h against g.v.  Single entries of a whole float32 network are too
- * noisy for differences (the loss is rounded to ~1e-7 relative and amplified), but a direction through
- * every entry of a tensor has a derivative of the size of the tensor's whole gradient.  ReLU kinks
- * crossed by the step make differences of a randomly initialised network jump, so the BN layers get
- * gamma ~ 0.4 and beta ~ 1.5 (most units active and away from the kink; dead units still occur).
- * Tolerance: rounding noise 1e-6 |L| / h, plus twice the change between steps h and 2h (the error
- * estimate of Ridders' method: what curvature and kinks cost), plus 1% of |g.v|.  Some gradients are
- * exactly zero in theory (a per-channel shift before a train-mode BN); their check only says "zero
- * within noise", so the test also requires that most checks are sharp (tolerance under 25% of |g.v|).
- * Rounding noise of the loss was measured at <= 2.5e-7 relative (runs with parameters moved by half an
- * ulp); 1e-6 is four times that. */
+/* Every tensor and the input along random directions (tests/nn_gradcheck.h). */
 static void gradcheck(const char *arch, int stem)
 {
     nn_config cfg;
@@ -269,13 +268,7 @@ static void gradcheck(const char *arch, int stem)
     }
     nn_model_init(m, 7);
     util_rng r = util_rng_split(99, 0);
-    for (int i = 0; i < m->n_tensors; i++) {
-        const nn_tensor *t = &m->tensors[i];
-        if (t->kind != NN_P_BN) continue;
-        const int gamma = strstr(t->name, "weight") != NULL;
-        for (int64_t j = 0; j < t->numel; j++)
-            m->params[t->offset + j] = (float)(gamma ? 0.4 + 0.1 * util_rng_normal(&r) : 1.5 + 0.3 * util_rng_normal(&r));
-    }
+    gc_bn_off_kinks(m, &r);
     const int nx = n * cfg.in_ch * h * w;
     float *x = malloc(sizeof(float) * nx), *dx = malloc(sizeof(float) * nx), dl[64];
     for (int i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
@@ -284,49 +277,10 @@ static void gradcheck(const char *arch, int stem)
     const float *out = nn_forward(m, ws, x, n, 1);
     const double l0 = nn_loss_ce(out, n, 3, lab, NULL, 0, dl, NULL);
     nn_backward(m, ws, dl, dx);
-    int checked = 0, bad = 0, sharp = 0;
-    double worst = 0;
-    char worst_name[96] = "";
-    for (int i = 0; i <= m->n_tensors; i++) {
-        const nn_tensor *t = i < m->n_tensors ? &m->tensors[i] : NULL;
-        if (t && t->kind > NN_P_BN) continue;
-        float *p = t ? m->params + t->offset : x;
-        const float *g = t ? m->grads + t->offset : dx;
-        const int64_t numel = t ? t->numel : nx;
-        float *keep = malloc(sizeof(float) * numel), *v = malloc(sizeof(float) * numel);
-        memcpy(keep, p, sizeof(float) * numel);
-        /* step: 1e-3 of the tensor's rms value, at least 1e-3 */
-        double rms = 0, gv = 0;
-        for (int64_t j = 0; j < numel; j++) rms += (double)keep[j] * keep[j];
-        const double hs = fmax(1e-3 * sqrt(rms / numel), 1e-3);
-        for (int64_t j = 0; j < numel; j++) v[j] = (float)util_rng_normal(&r), gv += (double)g[j] * v[j];
-        double D[2];
-        for (int q = 0; q < 2; q++) {
-            const double hq = hs * (q + 1);
-            for (int64_t j = 0; j < numel; j++) p[j] = keep[j] + (float)(hq * v[j]);
-            const double lp = loss_at(m, ws, x, n, lab);
-            for (int64_t j = 0; j < numel; j++) p[j] = keep[j] - (float)(hq * v[j]);
-            const double lm = loss_at(m, ws, x, n, lab);
-            D[q] = (lp - lm) / (2 * hq);
-        }
-        memcpy(p, keep, sizeof(float) * numel);
-        const double tol = 1e-6 * fabs(l0) / hs + 2 * fabs(D[1] - D[0]) + 1e-2 * fabs(gv);
-        const double e = fabs(D[0] - gv) / tol;
-        checked++;
-        sharp += tol < 0.25 * fabs(gv);
-        if (e > 1) {
-            bad++;
-            printf("  %s: analytic %.6g, finite differences %.6g (h) %.6g (2h), tolerance %.3g\n",
-                   t ? t->name : "input", gv, D[0], D[1], tol);
-        }
-        if (e > worst) worst = e, snprintf(worst_name, sizeof worst_name, "%s", t ? t->name : "input");
-        free(keep);
-        free(v);
-    }
-    test_check(bad == 0 && 2 * sharp > checked,
-               "gradcheck tiny %s (%s stem): %d tensors + input along random directions, %d over tolerance, %d "
-               "sharp (tolerance < 25%% of the derivative), worst at %.2f of tolerance (%s)", arch,
-               stem == NN_STEM_SMALL ? "small" : "imagenet", checked - 1, bad, sharp, worst, worst_name);
+    ce_ctx c = {m, ws, x, n, lab};
+    char what[96];
+    snprintf(what, sizeof what, "gradcheck tiny %s (%s stem)", arch, stem == NN_STEM_SMALL ? "small" : "imagenet");
+    gc_check(what, m, x, dx, nx, l0, ce_loss, &c, &r);
     free(x);
     free(dx);
     nn_ws_free(ws);

@@ -14,6 +14,7 @@
 #include "nn.h"
 #include "metric.h"
 #include "simclr.h"
+#include "nn_gradcheck.h"
 #include "test.h"
 #include "tsz.h"
 
@@ -161,7 +162,7 @@ static simclr_trainer *trainer(nn_model *m, int kind, double wd, int decay_bn_bi
     nn_optim_opts_default(&o, kind);
     o.weight_decay = wd, o.decay_bn_bias = decay_bn_bias;
     struct util_err err = {{0}};
-    simclr_trainer *tr = simclr_trainer_create(m, &o, batch, hw, hw, t, &err);
+    simclr_trainer *tr = simclr_trainer_create(m, &o, batch, 0, hw, hw, t, &err);
     if (!tr) {
         printf("FAIL: trainer: %s\n", err.msg);
         exit(1);
@@ -248,13 +249,21 @@ static void lars_random(int incl)
     nn_model_free(m);
 }
 
-/* ---------------------------------------------------------------- head gradients ---- */
+/* ---------------------------------------------------------------- step gradients ---- */
 
+/* Every head parameter's gradient against central differences of the step's loss. */
 static void head_fd(int layers)
 {
     const int B = 4, hw = 8;
     nn_model *m = tiny_model(2, NN_STEM_SMALL, layers, 6, 5);
-    simclr_trainer *tr = trainer(m, NN_OPT_LARS, 0, 0, B, hw, 0.5f);
+    nn_optim_opts oo;
+    nn_optim_opts_default(&oo, NN_OPT_LARS);
+    struct util_err err = {{0}};
+    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, 0, hw, hw, 0.5f, &err);
+    if (!tr) {
+        printf("FAIL: trainer: %s\n", err.msg);
+        exit(1);
+    }
     util_rng r;
     util_rng_seed(&r, 5);
     const int64_t nx = (int64_t)2 * B * 3 * hw * hw;
@@ -269,9 +278,9 @@ static void head_fd(int layers)
     simclr_forward_backward(tr, x, NULL);
     float *an = malloc(sizeof(float) * m->n_params), *fd = malloc(sizeof(float) * m->n_params);
     memcpy(an, m->grads, sizeof(float) * m->n_params);
-    /* Central differences at h and h/2.  A ReLU inside the head makes the loss piecewise smooth: when
-     * a step crosses a kink the two estimates disagree, and that value is left out (counted).  In
-     * between, float32 forward noise (~1e-7 of a loss near 2) over h = 1e-3 is ~1e-4 absolute. */
+    /* Central differences at h and h/2.  A ReLU makes the loss piecewise smooth: when a step crosses a
+     * kink the two estimates disagree, and that value is left out (counted).  In between, float32
+     * forward noise (~1e-7 of a loss near 2) over h = 1e-3 is ~1e-4 absolute. */
     int64_t cnt = 0, kinks = 0, total = 0;
     float gmax = 0;
     for (int t = 0; t < m->n_tensors; t++) {
@@ -309,6 +318,77 @@ static void head_fd(int layers)
     free(x), free(an), free(fd);
     simclr_trainer_free(tr);
     nn_model_free(m);
+}
+
+typedef struct {
+    simclr_trainer *tr;
+    const float *x;
+} step_ctx;
+
+static double step_loss(void *p)
+{
+    const step_ctx *c = p;
+    return simclr_forward_backward(c->tr, c->x, NULL);
+}
+
+/* The step against an independent twin model: the loss is NT-Xent of the projections of one train
+ * forward per chunk, the running statistics are those of these forwards (the recomputing second pass
+ * leaves no trace) and the gradients are the sums of one backward per chunk.  With fd, also the whole
+ * step, backbone and head, against directional differences of its loss (tests/nn_gradcheck.h):
+ * chunked, the loss differentiated is NT-Xent over all 2B views with batch norm per chunk, what the
+ * step claims to take the gradient of.  (Chunks of 2 views are left to the twin: batch norm over two
+ * values makes the loss too rough for float32 differences, with the correct step as with any.) */
+static void step_gradcheck(int chunk, int fd)
+{
+    const int B = 4, hw = 16;
+    nn_model *m = tiny_model(4, NN_STEM_SMALL, 2, 6, 5), *twin = tiny_model(4, NN_STEM_SMALL, 2, 6, 5);
+    util_rng r = util_rng_split(17, (uint64_t)chunk);
+    gc_bn_off_kinks(m, &r);
+    memcpy(twin->params, m->params, sizeof(float) * m->n_params);
+    nn_optim_opts oo;
+    nn_optim_opts_default(&oo, NN_OPT_LARS);
+    struct util_err err = {{0}};
+    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, chunk, hw, hw, 0.5f, &err);
+    if (!tr) {
+        test_check(0, "step gradcheck, chunk %d: %s", chunk, err.msg);
+        nn_model_free(m), nn_model_free(twin);
+        return;
+    }
+    const int64_t view = 3 * hw * hw, nx = 2 * B * view;
+    float *x = malloc(sizeof(float) * nx);
+    for (int64_t i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
+    const double l0 = simclr_forward_backward(tr, x, NULL);
+
+    /* the twin: one train forward per chunk, projections gathered, NT-Xent */
+    const int c = tr->chunk, d = m->out_dim;
+    nn_ws *ws = nn_ws_create(twin, c, hw, hw, &err);
+    float *z = malloc(sizeof(float) * 2 * B * d), *work = malloc(sizeof(float) * nn_ntxent_work_floats(2 * B, d));
+    for (int i = 0; i < 2 * B / c; i++)
+        memcpy(z + (size_t)i * c * d, nn_forward(twin, ws, x + i * c * view, c, 1), sizeof(float) * c * d);
+    float *dzt = malloc(sizeof(float) * 2 * B * d);
+    const double lt = nn_loss_ntxent(z, 2 * B, d, 0.5f, dzt, NULL, work);
+    const int same = lt == l0 && !memcmp(twin->bufs, m->bufs, sizeof(float) * m->n_bufs) &&
+                     !memcmp(twin->tracked, m->tracked, sizeof(int64_t) * m->n_tracked);
+    test_check(same, "chunk %d of %d views: loss %.9g and running statistics as one train forward per chunk (%.9g)", c,
+               2 * B, l0, lt);
+    /* ... and the gradients as one forward and backward per chunk: the same sums in another order (the
+     * step back-propagates the last chunk first) */
+    nn_zero_grad(twin);
+    for (int i = 0; i < 2 * B / c; i++) {
+        nn_forward(twin, ws, x + i * c * view, c, 1);
+        nn_backward(twin, ws, dzt + (size_t)i * c * d, NULL);
+    }
+    char what[96];
+    snprintf(what, sizeof what, "chunk %d of %d views: gradients as one backward per chunk", c, 2 * B);
+    test_close(what, m->grads, twin->grads, m->n_params, 1e-4, 1e-3);
+
+    snprintf(what, sizeof what, "NT-Xent step gradcheck, chunk %d of %d views", c, 2 * B);
+    step_ctx sc = {tr, x};
+    if (fd) gc_check(what, m, x, NULL, 0, l0, step_loss, &sc, &r);
+    nn_ws_free(ws);
+    free(z), free(dzt), free(work), free(x);
+    simclr_trainer_free(tr);
+    nn_model_free(m), nn_model_free(twin);
 }
 
 /* ---------------------------------------------------------------- the pair stream ---- */
@@ -528,7 +608,7 @@ static void learning(void)
     nn_optim_opts_default(&oo, NN_OPT_LARS);
     oo.weight_decay = 1e-6;
     struct util_err err = {{0}};
-    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, V, V, 0.5f, &err);
+    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, 0, V, V, 0.5f, &err);
     if (!tr) {
         test_check(0, "learning: trainer: %s", err.msg);
         nn_model_free(m);
@@ -602,6 +682,9 @@ int main(void)
     lars_random(1);
     head_fd(2);
     head_fd(3);
+    step_gradcheck(0, 1);
+    step_gradcheck(4, 1);
+    step_gradcheck(2, 0);
     stream_tests();
     knn_tests();
     learning();

@@ -3,7 +3,7 @@
 # simclr-train on eight generated PNGs; the model file (attributes, head under head., finetune --init
 # and embed --model accept it); the same bytes from a second run; k-NN monitor, log and curves;
 # truncated, odd and broken pair streams (one line naming the record and the checkpoint kept); a NaN
-# loss naming the step; kill -9 then --resume, from a file and from augment --start, ending with the
+# loss naming the step; --chunk; kill -9 then --resume, from a file and from augment --start, ending with the
 # bytes of an uninterrupted run (fixed -j).  The numerics are in tests/simclr_test.c.
 . "$EARSIGHT_ROOT/tests/lib.sh"
 
@@ -83,6 +83,18 @@ if [ ! -e enc.ckpt ]; then pass "checkpoint removed after success"; else fail "e
 cp enc.tsz enc.first
 img2tensor --u8 --no-labels png | augment $AUG --epochs 3 | simclr-train $T --log log.tsv --curves curves.png -o enc.tsz - 2>/dev/null
 if cmp -s enc.tsz enc.first; then pass "the same pipe twice: the same model bytes"; else fail "two runs differ"; fi
+# --chunk: 8 views of a batch of 4 pairs is the whole batch (the same tensors; the history differs);
+# 4 views at a time is the chunked step (its numerics are in simclr_test.c): another model, recorded in
+# the attributes
+img2tensor --u8 --no-labels png | augment $AUG --epochs 3 >pairs3.tsz
+if simclr-train $T --chunk 8 -o enc8.tsz pairs3.tsz 2>c8.err && tsz npy -o enc8.npz enc8.tsz &&
+   tsz npy -o enc1.npz enc.first && cmp -s enc8.npz enc1.npz
+then pass "--chunk 8 with batch 4: the whole batch, the same tensors"; else fail "--chunk 8: $(head -c 300 c8.err)"; fi
+if simclr-train $T --chunk 4 -o enc4.tsz pairs3.tsz 2>c4.err && [ "$(attr enc4.tsz chunk)" = 4 ] &&
+   [ "$(attr enc.first chunk)" = 8 ] && ! cmp -s enc4.tsz enc.first
+then pass "--chunk 4: trained, attribute chunk=4"; else fail "--chunk 4: $(head -c 300 c4.err) chunk=$(attr enc4.tsz chunk)"; fi
+usage_fail "--chunk that does not divide 2 x batch" simclr-train $T --chunk 3 -o x.tsz pairs3.tsz
+usage_fail "--chunk larger than 2 x batch" simclr-train $T --chunk 16 -o x.tsz pairs3.tsz
 
 # ---- the output is an encoder for finetune and embed
 img2tensor lab -o lab.tsz 2>/dev/null
@@ -169,4 +181,6 @@ expect_fail "--resume with a stream that starts too late" 1 "restart the produce
     sh -c "img2tensor --u8 --no-labels png | augment $AUG --epochs 4 --start 40 | simclr-train $R --resume -o r.tsz -"
 expect_fail "--resume with other options" 1 "made with other options (it has temperature=0.5, this run temperature=0.2)" \
     simclr-train $R --temperature 0.2 --resume -o r.tsz pairs.tsz
+expect_fail "--resume with another --chunk" 1 "made with other options (it has chunk=8, this run chunk=4)" \
+    simclr-train $R --chunk 4 --resume -o r.tsz pairs.tsz
 finish

@@ -29,6 +29,9 @@ static void usage(void)
            "      --proj-hidden=N      hidden width of the head (default: the encoder's feature width)\n"
            "      --temperature=T      NT-Xent temperature (default 0.5)\n"
            "  -b, --batch=N            pairs per step (default 256; 2N views per forward pass)\n"
+           "      --chunk=N            forward and back-propagate N views at a time (a divisor of 2 x batch;\n"
+           "                           default: all): memory of N views for any batch, the loss still over\n"
+           "                           the whole batch; batch norm per chunk; about a third more compute\n"
            "      --optimizer=NAME     lars (default), sgd, adam or adamw\n"
            "      --lr=X               base learning rate, scaled by batch/256 (default 1.2 for lars,\n"
            "                           0.05 for sgd, 0.001 for adam and adamw)\n"
@@ -77,14 +80,14 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
         O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP, O_SAVE_INIT,
-        O_INIT, O_KEY, O_STRIP, O_NON_STRICT
+        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
         {"width", required_argument, 0, O_WIDTH}, {"stem", required_argument, 0, O_STEM},
         {"proj-dim", required_argument, 0, O_PDIM}, {"proj-layers", required_argument, 0, O_PLAYERS},
         {"proj-hidden", required_argument, 0, O_PHIDDEN}, {"temperature", required_argument, 0, O_TEMP},
-        {"batch", required_argument, 0, 'b'}, {"optimizer", required_argument, 0, O_OPTIM},
+        {"batch", required_argument, 0, 'b'}, {"chunk", required_argument, 0, O_CHUNK}, {"optimizer", required_argument, 0, O_OPTIM},
         {"lr", required_argument, 0, O_LR}, {"wd", required_argument, 0, O_WD},
         {"momentum", required_argument, 0, O_MOM}, {"warmup", required_argument, 0, O_WARM},
         {"epochs", required_argument, 0, O_EPOCHS}, {"seed", required_argument, 0, O_SEED},
@@ -119,6 +122,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_PHIDDEN: s->cfg.head_hidden = (int)util_opt_long("--proj-hidden", optarg, 1, 65536); break;
         case O_TEMP: s->temperature = util_opt_double("--temperature", optarg, 1e-4, 1e4); break;
         case 'b': s->batch = (int)util_opt_long("--batch", optarg, 2, 1 << 16); break;
+        case O_CHUNK: s->chunk = (int)util_opt_long("--chunk", optarg, 2, 1 << 17); break;
         case O_OPTIM:
             if ((o->optimizer = nn_optim_kind_from_name(optarg)) < 0)
                 util_usage_error("--optimizer: '%s' is not lars, sgd, adam or adamw", optarg);
@@ -163,6 +167,8 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         util_usage_error("--key, --strip-prefix and --non-strict apply to --init only");
     s->wo.strip = o->strip;
     if (o->no_ckpt && (o->ckpt || s->resume)) util_usage_error("--no-checkpoint contradicts --checkpoint and --resume");
+    if (s->chunk && (s->chunk > 2 * s->batch || (2 * s->batch) % s->chunk))
+        util_usage_error("--chunk %d does not divide the %d views of a batch of %d pairs", s->chunk, 2 * s->batch, s->batch);
     const double wd = s->optim.weight_decay;
     nn_optim_opts_default(&s->optim, o->optimizer);
     s->optim.weight_decay = wd;
