@@ -18,8 +18,9 @@
 #   strength, no blur, milder crops), SIMCLR_KNN_EVERY (25), SIMCLR_KNN_FOLDS (empty: skip B),
 #   SIMCLR_KNN_FT_EPOCHS (20), SIMCLR_KNN_KEEP (a directory to keep the outputs in),
 #   SIMCLR_KNN_ENCODER (an encoder from an earlier run: skip A; set WIDTH and STEM to match it).
-# Time on 2 cores: A with the defaults about 18 min (measured 1095 s wall on a quiet machine) (the machine's other load counts); B about
-# 2 x 10-25 min per fold.  Not part of `make test` (far too long); wall-clock figures depend on the load.
+# Time on 2 cores: A with the defaults about 18 min (1095 s wall measured on a quiet machine); B 1.5-6 min
+# per fine-tuning run, two per fold (85-340 s measured beside another job).  Not part of `make test`
+# (far too long); wall-clock figures depend on the machine's other load.
 ROOT=${EARSIGHT_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 SHARED=${EARSIGHT_SHARED:-$ROOT/../shared}
 PATH="$ROOT/${BUILD:-build}/bin:$PATH"

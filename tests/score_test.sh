@@ -103,6 +103,13 @@ if score --compare --json --bootstrap 2000 f1.tsz f2.tsz -- g1.tsz g2.tsz >c.jso
 else fail "score --compare: $(cat c.err)"; fi
 score --compare f1.tsz f2.tsz -- g1.tsz g2.tsz >c.txt 2>c.err && grep -q "McNemar: exact p = 0.0625" c.txt &&
     pass "comparison as text" || fail "compare text: $(cat c.err) $(head -c 300 c.txt)"
+# folds named by long paths keep their ends in the 24-character column (the part that tells them apart)
+mkdir -p a-rather-long-directory-name && cp f1.tsz a-rather-long-directory-name/fold1-pretrained.tsz &&
+    cp f2.tsz a-rather-long-directory-name/fold2-pretrained.tsz
+score --compare a-rather-long-directory-name/fold1-pretrained.tsz a-rather-long-directory-name/fold2-pretrained.tsz \
+    -- g1.tsz g2.tsz >cl.txt 2>c.err &&
+    grep -q '^\.\.\./fold1-pretrained\.tsz ' cl.txt && grep -q '^\.\.\./fold2-pretrained\.tsz ' cl.txt &&
+    pass "long fold names keep their ends" || fail "long fold names: $(cat c.err) $(sed -n 5,6p cl.txt)"
 score --compare --seed 3 f1.tsz f2.tsz -- g1.tsz g2.tsz >c1.txt && score --compare --seed 3 f1.tsz f2.tsz -- g1.tsz g2.tsz >c2.txt &&
     cmp -s c1.txt c2.txt && pass "comparison repeatable with a seed" || fail "comparison not repeatable"
 # a clip missing on one side

@@ -327,6 +327,17 @@ static void summary_free(struct summary *sm, int n_folds)
     metric_report_free(&sm->pooled);
 }
 
+/* A fold's name in the 24-character column: a long file name keeps its end, which tells folds apart. */
+static const char *fold_col(const char *name, char *buf, size_t cap)
+{
+    const size_t n = strlen(name);
+    if (n <= 24) return name;
+    const char *tail = name + n - 21;
+    while ((*tail & 0xC0) == 0x80) tail++;   /* not in the middle of a UTF-8 character */
+    snprintf(buf, cap, "...%s", tail);
+    return buf;
+}
+
 static void text_report(FILE *fp, const struct set *s, const struct summary *sm)
 {
     char nb[32];
@@ -337,7 +348,9 @@ static void text_report(FILE *fp, const struct set *s, const struct summary *sm)
     for (int f = 0; f < s->n_folds; f++) {
         double v[N_FIG];
         figures(&sm->fold[f], v);
-        fprintf(fp, "%-24.24s %6lld %9.4f %7.4f %9.4f %8.4f %8.4f %9.4f\n", s->fold_name[f], (long long)sm->fold[f].n,
+        char fb[32];
+        fprintf(fp, "%-24s %6lld %9.4f %7.4f %9.4f %8.4f %8.4f %9.4f\n", fold_col(s->fold_name[f], fb, sizeof fb),
+                (long long)sm->fold[f].n,
                 v[0], v[1], v[2], v[3], v[4], v[5]);
     }
     if (s->n_folds > 1) {
@@ -658,9 +671,11 @@ static int compare(const struct opts *o, FILE *fp, struct util_err *err)
         for (int i = 0; i < o->n_b; i++) fprintf(fp, " %s", o->b[i]);
         fputs("\n\n", fp);
         fprintf(fp, "%-24s %10s %10s %10s\n", "fold", "accuracy A", "accuracy B", "A - B");
-        for (int f = 0; f < nf; f++)
-            fprintf(fp, "%-24.24s %10.4f %10.4f %+10.4f\n", A.fold_name[f], sa.fold[f].accuracy, sb.fold[f].accuracy,
-                    sa.fold[f].accuracy - sb.fold[f].accuracy);
+        for (int f = 0; f < nf; f++) {
+            char fb[32];
+            fprintf(fp, "%-24s %10.4f %10.4f %+10.4f\n", fold_col(A.fold_name[f], fb, sizeof fb), sa.fold[f].accuracy,
+                    sb.fold[f].accuracy, sa.fold[f].accuracy - sb.fold[f].accuracy);
+        }
         if (nf > 1)
             fprintf(fp, "%-24s %10.4f %10.4f %+10.4f\n%-24s %10.4f %10.4f\n", "mean", sa.mean[0], sb.mean[0],
                     sa.mean[0] - sb.mean[0], "sd", sa.sd[0], sb.sd[0]);
