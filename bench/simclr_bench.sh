@@ -1,8 +1,9 @@
 #!/bin/sh
 # simclr_bench.sh: SimCLR pre-training throughput of simclr-train next to BLIS's own sgemm measured in
 # the same run: ResNet-18 pairs/s and GFLOP/s at 64x64 with batch 256 (imagenet and small stems) and at
-# 96x96 (imagenet stem) on a pre-made pair file; the share of time the trainer waits on augment in the
-# real pipe; peak RSS for batch 256, 512 and 1024; and, when Debian's python3-torch is installed,
+# 96x96 (imagenet stem) on a pre-made pair file; the same with --chunk 128 and its rate relative to the
+# whole batch; the share of time the trainer waits on augment in the real pipe; peak RSS for batch 256,
+# 512 and 1024, and 1024 with --chunk 256; and, when Debian's python3-torch is installed,
 # PyTorch's pairs/s for the same SimCLR step (bench/simclr_torch.py) at 64x64 B=256 imagenet stem, on
 # random tensors (no augmentation cost) and with SimCLR's torchvision augmentation in DataLoader
 # workers, each run next to the matching simclr-train run, and the ratios earsight / PyTorch.
@@ -120,10 +121,15 @@ fi
 
 train "64x64 B=256 stem small (file)" -b 256 --stem small "$TMP/p64s.tsz"
 train "96x96 B=256 stem imagenet (file)" -b 256 --stem imagenet "$TMP/p96.tsz"
+# --chunk: the same batch in passes of 128 views, each forwarded twice (GFLOP/s above count the useful
+# 3 forward passes per view, so the chunked run's share of sgemm is what it achieves net)
+train "64x64 B=256 stem imagenet --chunk 128" -b 256 --chunk 128 --stem imagenet "$TMP/p64.tsz"
+awk -v c="$ppc" -v f="$file_ppc" 'BEGIN { if (c > 0 && f > 0) printf "    --chunk 128 / whole batch, pairs per CPU-second x threads: %.2f\n", c / f }'
 
 # peak memory by batch size: 1024 images, one epoch
 augment $AUG --epochs 1 --size 64 "$TMP/t1024.tsz" -o "$TMP/p1k.tsz" 2>/dev/null || exit 1
-for b in 256 512 1024; do
+for b in 256 512 1024 "1024 --chunk 256"; do
+    # shellcheck disable=SC2086
     if simclr-train -v --no-checkpoint -j "$J" -b $b -o "$TMP/m.tsz" "$TMP/p1k.tsz" 2>"$TMP/err.txt"; then
         echo "64x64 B=$b stem imagenet: $(sed -n 's/.*\(peak RSS [0-9]* MiB\).*/\1/p' "$TMP/err.txt")"
     else

@@ -17,7 +17,8 @@
 #   --policy simclr, default "--scale 0.2,1 --blur 0 --strength 0.5": SimCLR's small-image colour
 #   strength, no blur, milder crops), SIMCLR_KNN_EVERY (25), SIMCLR_KNN_FOLDS (empty: skip B),
 #   SIMCLR_KNN_FT_EPOCHS (20), SIMCLR_KNN_KEEP (a directory to keep the outputs in),
-#   SIMCLR_KNN_ENCODER (an encoder from an earlier run: skip A; set WIDTH and STEM to match it).
+#   SIMCLR_KNN_ENCODER (an encoder from an earlier run: skip A; set WIDTH and STEM to match it),
+#   SIMCLR_KNN_TRAIN_OPTS (more simclr-train options, e.g. "--chunk 128").
 # Time on 2 cores: A with the defaults about 18 min (1095 s wall measured on a quiet machine); B 1.5-6 min
 # per fine-tuning run, two per fold (85-340 s measured beside another job).  Not part of `make test`
 # (far too long); wall-clock figures depend on the machine's other load.
@@ -36,6 +37,7 @@ EVERY=${SIMCLR_KNN_EVERY:-25}
 FOLDS=${SIMCLR_KNN_FOLDS:-}
 FT_EPOCHS=${SIMCLR_KNN_FT_EPOCHS:-20}
 ENCODER=${SIMCLR_KNN_ENCODER:-}
+TRAIN_OPTS=${SIMCLR_KNN_TRAIN_OPTS:-}
 J=$(nproc)
 if [ ! -d "$TIN/png" ] || [ ! -f "$TIN/classes.tsv" ]; then echo "simclr_knn_bench: skipped: no $TIN"; exit 0; fi
 TMP=${BENCH_TMP:-/tmp}/simclr_knn_bench.$$
@@ -68,7 +70,7 @@ else
     augment --policy simclr $AUGX --views 2 --epochs "$EPOCHS" --size 64 --seed 1 --u8 --raw -j 1 "$TMP/train.tsz" |
         /usr/bin/time -f '%e %U %S' -o "$TMP/time.txt" \
         simclr-train -v -j "$J" --arch resnet18 --width "$WIDTH" --stem "$STEM" -b "$BATCH" --seed 1 \
-            --temperature "$TEMP" --save-init "$OUT/init.tsz" \
+            --temperature "$TEMP" --save-init "$OUT/init.tsz" $TRAIN_OPTS \
             --knn "$TMP/train.tsz" "$TMP/val.tsz" --knn-every "$EVERY" --log "$OUT/simclr_log.tsv" \
             --curves "$OUT/simclr_curves.png" -o "$OUT/enc.tsz" - 2>"$TMP/err.txt"
     rc=$?
