@@ -86,7 +86,7 @@ void simclr_trainer_free(simclr_trainer *t);   /* NULL is fine; m is the caller'
  * loss is still over the whole batch, with every other view a negative; batch norm then normalises each
  * chunk on its own statistics (as per-device BN does in data-parallel SimCLR), and a chunk no larger
  * than the batch holds only first or only second views, so a pair never shares them.  Memory is that
- * of a batch of `chunk` views; the second forward costs about a third more compute.  The running
+ * of a batch of `chunk` views; the forwards are repeated (all but the last chunk's).  The running
  * statistics take one update per chunk.  The same structure lets a data-parallel wrapper gather the
  * projections of all ranks before the loss. */
 double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct);
