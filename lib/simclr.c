@@ -395,19 +395,20 @@ double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct
     const int n2 = 2 * t->batch, d = m->out_dim, c = t->chunk, k = n2 / c;
     const size_t view = (size_t)m->cfg.in_ch * t->h * t->w;
     nn_zero_grad(m);
-    if (k == 1) {
-        const float *z = nn_forward(m, t->ws, x, n2, 1);
-        const double loss = nn_loss_ntxent(z, n2, d, t->temperature, t->dz, n_correct, t->work);
-        if (isfinite(loss)) nn_backward(m, t->ws, t->dz, NULL);   /* a non-finite step is not taken anyway */
-        return loss;
+    /* Pass 1: the projections of every chunk (this pass's running-statistics updates are the step's);
+     * one chunk's are used where the network left them. */
+    const float *z = t->z;
+    for (int i = 0; i < k; i++) {
+        const float *zi = nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1);
+        if (k == 1) z = zi;
+        else memcpy(t->z + (size_t)i * c * d, zi, sizeof(float) * c * d);
     }
-    /* Pass 1: the projections of every chunk (this pass's running-statistics updates are the step's). */
-    for (int i = 0; i < k; i++)
-        memcpy(t->z + (size_t)i * c * d, nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1), sizeof(float) * c * d);
-    const double loss = nn_loss_ntxent(t->z, n2, d, t->temperature, t->dz, n_correct, t->work);
-    if (!isfinite(loss)) return loss;
-    memcpy(t->bufs_keep, m->bufs, sizeof(float) * m->n_bufs);
-    memcpy(t->tracked_keep, m->tracked, sizeof(int64_t) * m->n_tracked);
+    const double loss = nn_loss_ntxent(z, n2, d, t->temperature, t->dz, n_correct, t->work);
+    if (!isfinite(loss)) return loss;   /* a non-finite step is not taken anyway */
+    if (k > 1) {
+        memcpy(t->bufs_keep, m->bufs, sizeof(float) * m->n_bufs);
+        memcpy(t->tracked_keep, m->tracked, sizeof(int64_t) * m->n_tracked);
+    }
     /* Pass 2: the last chunk's activations are still in the workspace; the others are recomputed,
      * bit-identical to pass 1 (train-mode BN uses batch statistics, the parameters have not moved). */
     nn_backward(m, t->ws, t->dz + (size_t)(k - 1) * c * d, NULL);
@@ -415,8 +416,10 @@ double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct
         nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1);
         nn_backward(m, t->ws, t->dz + (size_t)i * c * d, NULL);
     }
-    memcpy(m->bufs, t->bufs_keep, sizeof(float) * m->n_bufs);
-    memcpy(m->tracked, t->tracked_keep, sizeof(int64_t) * m->n_tracked);
+    if (k > 1) {
+        memcpy(m->bufs, t->bufs_keep, sizeof(float) * m->n_bufs);
+        memcpy(m->tracked, t->tracked_keep, sizeof(int64_t) * m->n_tracked);
+    }
     return loss;
 }
 
@@ -643,13 +646,14 @@ static void add_kept(struct util_err *err, const char *ckpt, int64_t step)
     snprintf(err->msg + n, sizeof err->msg - n, "%s", tail);
 }
 
-/* User and system CPU time of the process so far. */
+/* Physical memory in GiB (0 when the system does not say). */
 static double phys_mem_gib(void)
 {
     const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     return pages > 0 && size > 0 ? (double)pages * size / 1073741824.0 : 0;
 }
 
+/* User and system CPU time of the process so far. */
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -705,6 +709,9 @@ static int simclr_curves(const train_log *l, int64_t batch, const char *path, co
     free(buf);
     return rc;
 }
+
+/* what to do about a batch whose workspace does not fit */
+#define CHUNK_HINT "; --chunk N runs the step N views at a time"
 
 int simclr_train(const simclr_opts *o, struct util_err *err)
 {
@@ -775,15 +782,14 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         nn_model_free(pre);
         pre = NULL;
         if (!(tr = simclr_trainer_create(m, &o->optim, B, o->chunk, in->h, in->w, (float)o->temperature, &e2))) {
-            util_err_set(err, "%s: %s%s", path, e2.msg,
-                         strstr(e2.msg, "workspace") ? "; --chunk N runs the step N views at a time" : "");
+            util_err_set(err, "%s: %s%s", path, e2.msg, strstr(e2.msg, "workspace") ? CHUNK_HINT : "");
             goto done;
         }
         /* Linux grants more than it has and kills the process later, when the pages are touched */
         const double ws_gib = nn_ws_bytes(tr->ws) / 1073741824.0, phys_gib = phys_mem_gib();
         if (phys_gib > 0 && ws_gib > 0.9 * phys_gib) {
-            util_err_set(err, "%s: %d views of %dx%d need %.1f GiB of workspace, this machine has %.1f GiB: "
-                         "--chunk N runs the step N views at a time", path, tr->chunk, in->h, in->w, ws_gib, phys_gib);
+            util_err_set(err, "%s: %d views of %dx%d need %.1f GiB of workspace, this machine has %.1f GiB" CHUNK_HINT,
+                         path, tr->chunk, in->h, in->w, ws_gib, phys_gib);
             goto done;
         }
     }

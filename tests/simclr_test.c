@@ -156,13 +156,14 @@ static nn_model *tiny_model(int width, int stem, int head_layers, int hidden, in
     return m;
 }
 
-static simclr_trainer *trainer(nn_model *m, int kind, double wd, int decay_bn_bias, int batch, int hw, float t)
+static simclr_trainer *trainer(nn_model *m, int kind, double wd, int decay_bn_bias, int batch, int chunk, int hw,
+                               float t)
 {
     nn_optim_opts o;
     nn_optim_opts_default(&o, kind);
     o.weight_decay = wd, o.decay_bn_bias = decay_bn_bias;
     struct util_err err = {{0}};
-    simclr_trainer *tr = simclr_trainer_create(m, &o, batch, 0, hw, hw, t, &err);
+    simclr_trainer *tr = simclr_trainer_create(m, &o, batch, chunk, hw, hw, t, &err);
     if (!tr) {
         printf("FAIL: trainer: %s\n", err.msg);
         exit(1);
@@ -184,7 +185,7 @@ static void lars_known_numbers(void)
      * With decay_bn_bias (nothing excluded) BN follows the weight rule. */
     for (int incl = 0; incl <= 1; incl++) {
         nn_model *m = tiny_model(2, NN_STEM_SMALL, 2, 4, 3);
-        simclr_trainer *tr = trainer(m, NN_OPT_LARS, 0.1, incl, 2, 8, 0.5f);
+        simclr_trainer *tr = trainer(m, NN_OPT_LARS, 0.1, incl, 2, 0, 8, 0.5f);
         for (int64_t i = 0; i < m->n_params; i++) m->params[i] = 1, m->grads[i] = 0.5f;
         simclr_update(tr, 0.1);
         const float w1 = m->params[nn_model_find(m, "layer1.0.conv1.weight")->offset];
@@ -210,7 +211,7 @@ static void lars_random(int incl)
 {
     nn_model *m = tiny_model(2, NN_STEM_SMALL, 2, 4, 3);
     const double wd = 0.05, lr = 0.7, mu = 0.9, eta = 0.001;
-    simclr_trainer *tr = trainer(m, NN_OPT_LARS, wd, incl, 2, 8, 0.5f);
+    simclr_trainer *tr = trainer(m, NN_OPT_LARS, wd, incl, 2, 0, 8, 0.5f);
     util_rng r;
     util_rng_seed(&r, 11 + incl);
     const int64_t n = m->n_params;
@@ -256,14 +257,7 @@ static void head_fd(int layers)
 {
     const int B = 4, hw = 8;
     nn_model *m = tiny_model(2, NN_STEM_SMALL, layers, 6, 5);
-    nn_optim_opts oo;
-    nn_optim_opts_default(&oo, NN_OPT_LARS);
-    struct util_err err = {{0}};
-    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, 0, hw, hw, 0.5f, &err);
-    if (!tr) {
-        printf("FAIL: trainer: %s\n", err.msg);
-        exit(1);
-    }
+    simclr_trainer *tr = trainer(m, NN_OPT_LARS, 0, 0, B, 0, hw, 0.5f);
     util_rng r;
     util_rng_seed(&r, 5);
     const int64_t nx = (int64_t)2 * B * 3 * hw * hw;
@@ -345,15 +339,7 @@ static void step_gradcheck(int chunk, int fd)
     util_rng r = util_rng_split(17, (uint64_t)chunk);
     gc_bn_off_kinks(m, &r);
     memcpy(twin->params, m->params, sizeof(float) * m->n_params);
-    nn_optim_opts oo;
-    nn_optim_opts_default(&oo, NN_OPT_LARS);
-    struct util_err err = {{0}};
-    simclr_trainer *tr = simclr_trainer_create(m, &oo, B, chunk, hw, hw, 0.5f, &err);
-    if (!tr) {
-        test_check(0, "step gradcheck, chunk %d: %s", chunk, err.msg);
-        nn_model_free(m), nn_model_free(twin);
-        return;
-    }
+    simclr_trainer *tr = trainer(m, NN_OPT_LARS, 0, 0, B, chunk, hw, 0.5f);
     const int64_t view = 3 * hw * hw, nx = 2 * B * view;
     float *x = malloc(sizeof(float) * nx);
     for (int64_t i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
@@ -361,7 +347,12 @@ static void step_gradcheck(int chunk, int fd)
 
     /* the twin: one train forward per chunk, projections gathered, NT-Xent */
     const int c = tr->chunk, d = m->out_dim;
+    struct util_err err = {{0}};
     nn_ws *ws = nn_ws_create(twin, c, hw, hw, &err);
+    if (!ws) {
+        printf("FAIL: twin workspace: %s\n", err.msg);
+        exit(1);
+    }
     float *z = malloc(sizeof(float) * 2 * B * d), *work = malloc(sizeof(float) * nn_ntxent_work_floats(2 * B, d));
     for (int i = 0; i < 2 * B / c; i++)
         memcpy(z + (size_t)i * c * d, nn_forward(twin, ws, x + i * c * view, c, 1), sizeof(float) * c * d);
