@@ -31,7 +31,7 @@ static void usage(void)
            "  -b, --batch=N            pairs per step (default 256; 2N views per forward pass)\n"
            "      --chunk=N            forward and back-propagate N views at a time (a divisor of 2 x batch;\n"
            "                           default: all): memory of N views for any batch, the loss still over\n"
-           "                           the whole batch; batch norm per chunk; slower (forwards twice)\n"
+           "                           the whole batch; batch norm per chunk; forwards each chunk twice\n"
            "      --optimizer=NAME     lars (default), sgd, adam or adamw\n"
            "      --lr=X               base learning rate, scaled by batch/256 (default 1.2 for lars,\n"
            "                           0.05 for sgd, 0.001 for adam and adamw)\n"
