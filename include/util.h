@@ -26,6 +26,14 @@ int util_err_set(struct util_err *err, const char *fmt, ...) __attribute__((form
 int util_err_sys(struct util_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print "TOOL: MSG\n" on stderr (tool name from util_set_progname). */
 void util_report(const struct util_err *err);
+/* Printable copy of untrusted bytes (a name or token read from a file) for a one-line message: controls
+ * and non-ASCII bytes as '?', "..." when cut to fit cap. */
+void util_printable(char *dst, size_t cap, const void *src, size_t len);
+/* The same for a NUL-terminated name (up to 259 bytes shown), as a value usable inside a call:
+ * util_err_set(err, "record %lld (%s): ...", i, util_msgname(rec.name).s).  C11 keeps the
+ * temporary alive to the end of the full expression. */
+struct util_msgname { char s[264]; };
+struct util_msgname util_msgname(const char *name);
 
 /* The tool's name for messages ("wav2mel"); set once at the top of main from argv[0]. */
 void util_set_progname(const char *argv0);

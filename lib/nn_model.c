@@ -180,13 +180,13 @@ nn_model *nn_model_load(const char *path, tsz_attrs *attrs, struct util_err *err
         }
         const nn_tensor *t = nn_model_find(m, rec.name);
         if (!t) {
-            util_err_set(err, "%s: record %lld: '%s' is not a tensor of this %s", path, (long long)idx, rec.name,
+            util_err_set(err, "%s: record %lld: '%s' is not a tensor of this %s", path, (long long)idx, util_msgname(rec.name).s,
                          m->cfg.arch);
             goto fail;
         }
         const int ti = (int)(t - m->tensors);
         if (seen[ti]) {
-            util_err_set(err, "%s: record %lld: '%s' appears twice", path, (long long)idx, rec.name);
+            util_err_set(err, "%s: record %lld: '%s' appears twice", path, (long long)idx, util_msgname(rec.name).s);
             goto fail;
         }
         seen[ti] = 1;
@@ -260,7 +260,8 @@ int nn_optim_load(nn_optim *o, const char *path, struct util_err *err)
         const nn_tensor *t = state ? nn_model_find(m, rest) : NULL;
         if (!t || t->kind > NN_P_BN) {
             if (!strncmp(rec.name, "optim.", 6)) {
-                util_err_set(err, "%s: record %lld: unexpected optimiser record '%s'", path, (long long)idx, rec.name);
+                util_err_set(err, "%s: record %lld: unexpected optimiser record '%s'", path, (long long)idx,
+                             util_msgname(rec.name).s);
                 goto done;
             }
             if (tsz_skip_data(r, err) < 0) goto done;

@@ -74,7 +74,7 @@ int train_reader_next(train_reader *tr, tsz_rec *rec, void *data, size_t cap, in
     const size_t nl = strlen(rec->name);
     if (nl >= 5 && !strcmp(rec->name + nl - 5, "#soft"))
         return util_err_set(err, "%s: record %lld: soft labels '%s' follow no example of that name", path,
-                            (long long)idx, rec->name);
+                            (long long)idx, util_msgname(rec->name).s);
     const int64_t n = tsz_rec_numel(rec);
     if (n < 0) return util_err_set(err, "%s: record %lld: invalid shape", path, (long long)idx);
     if (rec->dtype == TSZ_U8 && keep_u8) {
@@ -201,7 +201,7 @@ int train_data_read(train_data *d, train_reader *tr, const train_data_opts *o, s
             goto done;
         }
         if (o->need_labels && rec.label < 0) {
-            util_err_set(err, "%s: record %lld: '%s' has no label", path, idx, rec.name);
+            util_err_set(err, "%s: record %lld: '%s' has no label", path, idx, util_msgname(rec.name).s);
             goto done;
         }
         if (d->n_classes > 0 && rec.label >= d->n_classes) {

@@ -735,18 +735,18 @@ int tsz_next(tsz_reader *r, tsz_rec *rec, struct util_err *err)
         char s[200];
         tsz_shape_str(rec, s, sizeof s);
         return util_err_set(err, "%s: record %lld (%s): invalid dims %s (negative or product overflows)", r->path,
-                            (long long)r->index, rec->name, s);
+                            (long long)r->index, util_msgname(rec->name).s, s);
     }
     uint64_t bytes = tsz_rec_bytes(rec);
     if (bytes == 0 && tsz_rec_numel(rec) > 0) {  /* numel fits 2^62 but numel * element size does not */
         char s[200];
         tsz_shape_str(rec, s, sizeof s);
         return util_err_set(err, "%s: record %lld (%s): invalid dims %s (data size overflows)", r->path,
-                            (long long)r->index, rec->name, s);
+                            (long long)r->index, util_msgname(rec->name).s, s);
     }
     if (bytes > r->max_record)
         return util_err_set(err, "%s: record %lld (%s): %llu bytes exceed the limit of %llu", r->path,
-                            (long long)r->index, rec->name, (unsigned long long)bytes,
+                            (long long)r->index, util_msgname(rec->name).s, (unsigned long long)bytes,
                             (unsigned long long)r->max_record);
     r->cur = *rec;
     r->cur_filter = filter;
@@ -771,11 +771,11 @@ int tsz_read_data(tsz_reader *r, void *buf, size_t cap, struct util_err *err)
     uint64_t bytes = tsz_rec_bytes(&r->cur);
     if (bytes > cap)
         return util_err_set(err, "%s: record %lld (%s): %llu bytes do not fit the buffer of %zu", r->path,
-                            (long long)r->index - 1, r->cur.name, (unsigned long long)bytes, cap);
+                            (long long)r->index - 1, util_msgname(r->cur.name).s, (unsigned long long)bytes, cap);
     r->in_record = 0;
     size_t es = tsz_dtype_size(r->cur.dtype);
     char what[300];
-    snprintf(what, sizeof what, "the data of '%.200s'", r->cur.name);
+    snprintf(what, sizeof what, "the data of '%.200s'", util_msgname(r->cur.name).s);
     int rc = 0;
     r->in_data = 1;
     if (r->cur_filter == FILTER_SHUFFLE && es > 1 && bytes > 0) {
@@ -794,7 +794,7 @@ int tsz_skip_data(tsz_reader *r, struct util_err *err)
     uint64_t left = tsz_rec_bytes(&r->cur);
     r->in_record = 0;
     char what[300];
-    snprintf(what, sizeof what, "the data of '%.200s'", r->cur.name);
+    snprintf(what, sizeof what, "the data of '%.200s'", util_msgname(r->cur.name).s);
     uint8_t tmp[65536];
     r->in_data = 1;
     while (left > 0) {
@@ -825,7 +825,7 @@ int tsz_read_data_f32(tsz_reader *r, const tsz_rec *rec, float *out, size_t n_ou
     int64_t n = tsz_rec_numel(rec);
     if (n < 0 || (uint64_t)n > n_out)
         return util_err_set(err, "%s: record %lld (%s): %lld values do not fit the buffer of %zu", r->path,
-                            (long long)r->index - 1, rec->name, (long long)n, n_out);
+                            (long long)r->index - 1, util_msgname(rec->name).s, (long long)n, n_out);
     if (rec->dtype == TSZ_F32) return tsz_read_data(r, out, n_out * sizeof(float), err);
     if (n == 0) return tsz_skip_data(r, err);  /* nothing to convert (and no scratch to point into) */
     size_t es = tsz_dtype_size(rec->dtype);
@@ -962,11 +962,13 @@ int tsz_write(tsz_writer *w, const tsz_rec *rec, const void *data, struct util_e
     size_t nlen = strnlen(rec->name, sizeof rec->name);
     if (es == 0) return util_err_set(err, "%s: record %lld: unknown dtype %d", w->path, (long long)w->count, rec->dtype);
     if (rec->ndim < 0 || rec->ndim > TSZ_MAX_DIMS || tsz_rec_numel(rec) < 0)
-        return util_err_set(err, "%s: record %lld (%s): invalid shape", w->path, (long long)w->count, rec->name);
+        return util_err_set(err, "%s: record %lld (%s): invalid shape", w->path, (long long)w->count,
+                            util_msgname(rec->name).s);
     if (nlen > TSZ_MAX_NAME) return util_err_set(err, "%s: record %lld: name too long", w->path, (long long)w->count);
     uint64_t bytes = tsz_rec_bytes(rec);
     if (bytes == 0 && tsz_rec_numel(rec) > 0)
-        return util_err_set(err, "%s: record %lld (%s): data size overflows", w->path, (long long)w->count, rec->name);
+        return util_err_set(err, "%s: record %lld (%s): data size overflows", w->path, (long long)w->count,
+                            util_msgname(rec->name).s);
     int shuffle = w->opt.shuffle && !w->opt.raw && es > 1 && bytes >= 64;
     uint8_t h[4 + 14 + TSZ_MAX_NAME + 8 * TSZ_MAX_DIMS];
     size_t k = 0;

@@ -720,7 +720,7 @@ int tszutil_npy_read_header(FILE *f, const char *path, tszutil_npy_info *info, s
     if (!have_descr || !have_order || !have_shape) goto bad;
     if (parse_descr(descr, info) < 0) {
         free(h);
-        return util_err_set(err, "%s: .npy dtype '%s' has no TSZ equivalent", path, descr);
+        return util_err_set(err, "%s: .npy dtype '%s' has no TSZ equivalent", path, util_msgname(descr).s);
     }
     tsz_rec r;
     memset(&r, 0, sizeof r);

@@ -8,6 +8,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -42,6 +43,23 @@ int util_err_sys(struct util_err *err, const char *fmt, ...)
 void util_report(const struct util_err *err)
 {
     fprintf(stderr, "%s: %s\n", progname, err && err->msg[0] ? err->msg : "unknown error");
+}
+
+void util_printable(char *dst, size_t cap, const void *src, size_t len)
+{
+    const uint8_t *p = src;
+    size_t j = 0;
+    if (!cap) return;
+    for (size_t i = 0; i < len && j + 4 < cap; i++) dst[j++] = p[i] >= 32 && p[i] < 127 ? (char)p[i] : '?';
+    if (len > j && j + 3 < cap) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
+    dst[j] = 0;
+}
+
+struct util_msgname util_msgname(const char *name)
+{
+    struct util_msgname m;
+    util_printable(m.s, sizeof m.s, name, strlen(name));
+    return m;
 }
 
 void util_set_progname(const char *argv0)

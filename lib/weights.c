@@ -32,16 +32,6 @@ size_t welem_size(enum welem e) { return elems[e].size; }
 const char *welem_name(enum welem e) { return elems[e].name; }
 int welem_is_float(enum welem e) { return elems[e].is_float; }
 
-void weights_printable(char *dst, size_t cap, const void *src, size_t len)
-{
-    const uint8_t *p = src;
-    size_t j = 0;
-    if (!cap) return;
-    for (size_t i = 0; i < len && j + 4 < cap; i++) dst[j++] = p[i] >= 32 && p[i] < 127 ? (char)p[i] : '?';
-    if (len > j && j + 3 < cap) { dst[j++] = '.'; dst[j++] = '.'; dst[j++] = '.'; }
-    dst[j] = 0;
-}
-
 int weights_numel_of(int ndim, const int64_t *shape, int64_t *numel)
 {
     int64_t n = 1;
@@ -310,7 +300,7 @@ static weights_tensor *add_tensor(weights_set *s, const char *name, enum tsz_dty
     for (const char *c = name; *c; c++)
         if ((unsigned char)*c < 32 || *c == 127) {
             char pn[80];
-            weights_printable(pn, sizeof pn, name, strlen(name));
+            util_printable(pn, sizeof pn, name, strlen(name));
             util_err_set(err, "%s: tensor name with a control character: %s", s->label, pn);
             goto fail;
         }

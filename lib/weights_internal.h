@@ -36,9 +36,6 @@ void *weights_arena_alloc(weights_set *s, size_t n, struct util_err *err);
 /* Whether data of type e at p can be used in place: f32/i64, aligned, little-endian host. */
 int weights_can_borrow(enum welem e, const void *p);
 
-/* Printable copy of untrusted bytes for a one-line message (controls and non-ASCII as '?', "..." when
- * cut to fit cap). */
-void weights_printable(char *dst, size_t cap, const void *src, size_t len);
 
 /* Product of shape[0..ndim) into *numel; -1 if a dim is negative or the product passes 2^62. */
 int weights_numel_of(int ndim, const int64_t *shape, int64_t *numel);

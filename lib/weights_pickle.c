@@ -341,7 +341,7 @@ static const struct {
 
 static int eq(const uint8_t *p, size_t len, const char *s) { return strlen(s) == len && memcmp(p, s, len) == 0; }
 
-static void printable(char *dst, size_t cap, const uint8_t *p, size_t len) { weights_printable(dst, cap, p, len); }
+static void printable(char *dst, size_t cap, const uint8_t *p, size_t len) { util_printable(dst, cap, p, len); }
 
 static int push_global(struct up *u, const uint8_t *mod, size_t ml, const uint8_t *name, size_t nl)
 {

@@ -47,14 +47,14 @@ static int parse_entry(const char *label, const char *key, const json_t *v, stru
                        struct util_err *err)
 {
     char name[96];   /* for messages */
-    weights_printable(name, sizeof name, key, strlen(key));
+    util_printable(name, sizeof name, key, strlen(key));
     if (!json_is_object(v)) return util_err_set(err, "%s: tensor %s: header entry is not an object", label, name);
     const json_t *dt = json_object_get(v, "dtype"), *sh = json_object_get(v, "shape"),
                  *off = json_object_get(v, "data_offsets");
     if (!json_is_string(dt) || !json_is_array(sh) || !json_is_array(off))
         return util_err_set(err, "%s: tensor %s: needs dtype (string), shape and data_offsets (arrays)", label, name);
     char ds[48];
-    weights_printable(ds, sizeof ds, json_string_value(dt), json_string_length(dt));
+    util_printable(ds, sizeof ds, json_string_value(dt), json_string_length(dt));
     int found = 0;
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
         if (strcmp(ds, st_dtypes[i].name) == 0) {
@@ -116,7 +116,10 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
     weights_set *s = NULL;
     struct entry *ents = NULL;
     if (!root) {
-        util_err_set(err, "%s: safetensors header: %s at byte %d", label, je.text, je.position + 8);
+        /* jansson quotes the offending token raw ("invalid escape near '"\<newline>'"): keep it on one line */
+        char why[sizeof je.text];
+        util_printable(why, sizeof why, je.text, strlen(je.text));
+        util_err_set(err, "%s: safetensors header: %s at byte %d", label, why, je.position + 8);
         return NULL;
     }
     if (!json_is_object(root)) {
@@ -150,7 +153,7 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
             {
                 if (!json_is_string(mv)) {
                     char pk[64];
-                    weights_printable(pk, sizeof pk, mk, strlen(mk));
+                    util_printable(pk, sizeof pk, mk, strlen(mk));
                     util_err_set(err, "%s: safetensors __metadata__ value of %s is not a string", label, pk);
                     goto fail;
                 }
@@ -170,7 +173,7 @@ weights_set *weights_read_safetensors(const uint8_t *buf, size_t n, const char *
     for (size_t i = 0; i < k; i++) {
         if (ents[i].begin != pos) {
             char pn[96];
-            weights_printable(pn, sizeof pn, ents[i].name, ents[i].name_len);
+            util_printable(pn, sizeof pn, ents[i].name, ents[i].name_len);
             util_err_set(err, "%s: tensor %s: data at %llu, expected %llu (%s)", label, pn,
                          (unsigned long long)ents[i].begin, (unsigned long long)pos,
                          ents[i].begin < pos ? "overlapping data" : "a hole in the data");

@@ -179,6 +179,9 @@ int main(void)
     expect_error("record larger than the limit", c, n, "exceed the limit");
     memcpy(c, b, n); memcpy(c + rec1 + 18 + name1, &(int64_t){-5}, 8);
     expect_error("negative dim", c, n, "invalid dims");
+    /* names are bytes: a message quoting one must stay on one line (found by the fuzzer) */
+    c[rec1 + 18 + name1 - 1] = '\n';
+    expect_error("negative dim, newline in the record's name", c, n, "record 1 (rec-1 ??" "?): invalid dims");
     /* Record 2 has rank 2: two dims of 2^40 overflow 2^62. */
     tsz_rec r1; uint8_t *d1; make_rec(1, &r1, &d1); free(d1);
     size_t rec2 = rec1 + 18 + name1 + 8 * r1.ndim + tsz_rec_bytes(&r1);

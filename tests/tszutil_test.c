@@ -106,6 +106,7 @@ static void test_npy(void)
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (5,), }\n", "truncated"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (), }\n", "after the array data"},
         {"{'descr': '<f4', 'fortran_order': Maybe, 'shape': (), }\n", "malformed"},
+        {"{'descr': '<\n4', 'fortran_order': False, 'shape': (1,), }\n", "dtype '<?4' has no"},   /* one line */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         rc = parse(1, bad[i].dict, "12345678", 8, &in, &buf, &err);

@@ -565,12 +565,12 @@ static int pair_clips(const struct set *A, const struct set *B, const char *an, 
         if (pa[i]->fold != pb[i]->fold || (names && strcmp(pa[i]->name, pb[i]->name) != 0)) {
             const struct clip *c = cmp_clip(&pa[i], &pb[i]) <= 0 ? pa[i] : pb[i];
             int in_a = c == pa[i];
-            rc = util_err_set(err, "%s: clip '%s' (%s) has no counterpart in %s", in_a ? an : bn, c->name,
+            rc = util_err_set(err, "%s: clip '%s' (%s) has no counterpart in %s", in_a ? an : bn, util_msgname(c->name).s,
                               (in_a ? A : B)->fold_name[c->fold], in_a ? bn : an);
             break;
         }
         if (pa[i]->label != pb[i]->label) {
-            rc = util_err_set(err, "clip '%s' (%s): label %d in %s, %d in %s", pa[i]->name, A->fold_name[pa[i]->fold],
+            rc = util_err_set(err, "clip '%s' (%s): label %d in %s, %d in %s", util_msgname(pa[i]->name).s, A->fold_name[pa[i]->fold],
                               pa[i]->label, an, pb[i]->label, bn);
             break;
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "tszutil.h"
+#include "fuzz_seed.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -34,11 +35,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FILE *f = fmemopen((void *)data, size ? size : 1, "rb");
     if (!f) return 0;
     if (size == 0) { fclose(f); return 0; }
-    struct util_err err;
+    struct util_err err = {{0}};
     tszutil_npy_info info;
     void *buf = NULL;
-    if (tszutil_npy_read_header(f, "fuzz.npy", &info, &err) == 0 && info.bytes <= (64u << 20))
-        tszutil_npy_read_data(f, "fuzz.npy", &info, &buf, &err);
+    if (tszutil_npy_read_header(f, "fuzz.npy", &info, &err) < 0) fuzz_require_one_line(&err);
+    else if (info.bytes <= (64u << 20) && tszutil_npy_read_data(f, "fuzz.npy", &info, &buf, &err) < 0)
+        fuzz_require_one_line(&err);
     free(buf);
     fclose(f);
     return 0;

@@ -1,11 +1,21 @@
-/* fuzz_seed.h: seed material shared by the weights fuzz targets (included by each tests/fuzz/fuzz_*.c,
+/* fuzz_seed.h: seed material and checks shared by the fuzz targets (included by each tests/fuzz/fuzz_*.c,
  * which run.sh builds one by one). */
 #ifndef EARSIGHT_FUZZ_SEED_H
 #define EARSIGHT_FUZZ_SEED_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "weights.h"
+
+/* A failure must say why, on one line (tools print it as "prog: message"): otherwise show it and crash,
+ * so that libFuzzer keeps the input. */
+__attribute__((unused)) static void fuzz_require_one_line(const struct util_err *err)
+{
+    if (err->msg[0] && !strchr(err->msg, '\n')) return;
+    fprintf(stderr, "fuzz: error message %s: \"%s\"\n", err->msg[0] ? "spans lines" : "is empty", err->msg);
+    abort();
+}
 
 /* A ResNet-18 of base width 1 (a few thousand numbers): every name and layout of the real thing. */
 __attribute__((unused)) static weights_set *tiny_resnet(void)

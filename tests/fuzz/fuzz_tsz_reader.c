@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tsz.h"
+#include "fuzz_seed.h"
 
 #define MAX_RECORD (4u << 20)   /* keeps one input from asking for gigabytes (the default is 4 GiB) */
 
@@ -88,7 +89,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ftruncate(fd, 0) != 0 || pwrite(fd, data, size, 0) != (ssize_t)size) abort();
     struct util_err err = {{0}};
     tsz_reader *r = tsz_reader_open(path, &err);
-    if (!r) return 0;
+    if (!r) {
+        fuzz_require_one_line(&err);
+        return 0;
+    }
     tsz_reader_set_max_record(r, MAX_RECORD);
     char **cls;
     int nc;
@@ -99,27 +103,29 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t cap = 0;
     float *f = NULL;
     tsz_rec rec;
-    int rc;
+    int rc, failed = 0;
     /* The last input byte picks how records are consumed, so all three paths get exercised. */
     int mode = size ? data[size - 1] % 3 : 0;
     for (int64_t i = 0;; i++) {
         if (mode == 0) {
-            if ((rc = tsz_read(r, &rec, &buf, &cap, &err)) != 1) break;
+            if ((rc = tsz_read(r, &rec, &buf, &cap, &err)) != 1) { failed = rc < 0; break; }
         } else {
-            if ((rc = tsz_next(r, &rec, &err)) != 1) break;
+            if ((rc = tsz_next(r, &rec, &err)) != 1) { failed = rc < 0; break; }
             int64_t n = tsz_rec_numel(&rec);
             if (mode == 1 && n >= 0) {
                 float *nf = realloc(f, (n ? n : 1) * sizeof *nf);
                 if (!nf) break;
                 f = nf;
-                if (tsz_read_data_f32(r, &rec, f, (size_t)n, &err) < 0) break;
+                if (tsz_read_data_f32(r, &rec, f, (size_t)n, &err) < 0) { failed = 1; break; }
             } else if (i % 2 == 0 && tsz_skip_data(r, &err) < 0) {
+                failed = 1;
                 break;
             }
         }
         char s[256];
         tsz_shape_str(&rec, s, sizeof s);
     }
+    if (failed) fuzz_require_one_line(&err);
     free(buf);
     free(f);
     tsz_reader_close(r);

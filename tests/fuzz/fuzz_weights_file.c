@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct util_err err = {{0}};
     weights_set *s = weights_load(path, NULL, &err);
     if (!s) {
-        if (!err.msg[0] || strchr(err.msg, '\n')) abort();   /* failures must say why, on one line */
+        fuzz_require_one_line(&err);
     } else {
         /* read every byte of every tensor: borrowed data must stay valid as long as the set */
         volatile uint8_t sum = 0;

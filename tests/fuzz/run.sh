@@ -72,12 +72,20 @@ for t in "$@"; do
     mkdir -p "$corpus" "$art"
     [ -d "tests/fuzz/corpus/$t" ] && cp -R "tests/fuzz/corpus/$t/." "$corpus/"
     echo "fuzz: running $t for $secs s (corpus $corpus, crashes into $art/)"
+    touch "$OUT/$t.log.start"
     FUZZ_SEED_DIR="$corpus" "$bin" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
         -artifact_prefix="$art/" -print_final_stats=1 "$corpus" >"$OUT/$t.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
         echo "FAIL: fuzz $t: exit status $rc; last lines of $OUT/$t.log:"
-        grep -E 'ERROR|SUMMARY|Test unit written|==[0-9]+==' "$OUT/$t.log" | head -n 20 | sed 's/^/    /'
+        # the report, the first stack frames and the input (hex, when small) so a CI log alone reproduces it
+        grep -E 'ERROR|SUMMARY|Test unit written|==[0-9]+==|^ *#[0-9]+ |runtime error|Base64' "$OUT/$t.log" |
+            head -n 40 | sed 's/^/    /'
+        for crash in $(find "$art" -type f -newer "$OUT/$t.log.start"); do
+            size=$(wc -c <"$crash")
+            echo "    input $crash ($size bytes)"
+            [ "$size" -le 4096 ] && { od -An -tx1 -v "$crash" | tr -d ' \n'; echo; } | fold -w 128 | sed 's/^/    hex: /'
+        done
         tail -n 5 "$OUT/$t.log" | sed 's/^/    /'
         status=1
     else
