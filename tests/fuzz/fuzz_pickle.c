@@ -119,6 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (d && extract(s, d, &tab, fake_fetch, NULL, &err) == 0) exercise(s);
     }
     if (err.msg[0] == 0 && !s) abort();
+    if (err.msg[0]) fuzz_require_one_line(&err);   /* a failure at any step says why, on one line */
     weights_free(s);
     st_free(&tab);
     up_free(&u);
