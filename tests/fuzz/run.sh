@@ -5,6 +5,10 @@
 # from tests/fuzz/corpus/TARGET/ (if present) plus whatever the target's LLVMFuzzerInitialize writes into
 # $FUZZ_SEED_DIR, then runs it.  Exit status: 0 when no target crashed, 1 otherwise, 2 on misuse.
 # `make fuzz FUZZ_TIME=N` calls it for every tests/fuzz/fuzz_*.c.
+# FUZZ_RNG_SEED=N fixes libFuzzer's random seed, so that a run explores the same inputs in the same
+# order (CI sets it: a landing gate should not fail at random on a bug a different draw would have
+# found; long local runs, unseeded, are where new bugs are looked for).  Inputs that once crashed
+# are kept in tests/fuzz/corpus/TARGET/ and replayed by every run.
 set -u
 if [ $# -lt 2 ]; then
     echo "usage: tests/fuzz/run.sh SECONDS TARGET...  (e.g. tests/fuzz/run.sh 60 fuzz_tsz_reader)" >&2
@@ -73,7 +77,8 @@ for t in "$@"; do
     [ -d "tests/fuzz/corpus/$t" ] && cp -R "tests/fuzz/corpus/$t/." "$corpus/"
     echo "fuzz: running $t for $secs s (corpus $corpus, crashes into $art/)"
     touch "$OUT/$t.log.start"
-    FUZZ_SEED_DIR="$corpus" "$bin" -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
+    # shellcheck disable=SC2086
+    FUZZ_SEED_DIR="$corpus" "$bin" ${FUZZ_RNG_SEED:+-seed="$FUZZ_RNG_SEED"} -max_total_time="$secs" -timeout=30 -rss_limit_mb=2048 \
         -artifact_prefix="$art/" -print_final_stats=1 "$corpus" >"$OUT/$t.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
