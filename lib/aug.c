@@ -481,18 +481,18 @@ static int check_rec(const struct engine *e, const tsz_rec *rec, int64_t idx, st
         if (rec->ndim != 3 || (rec->shape[0] != 1 && rec->shape[0] != 3) || rec->shape[1] < 1 || rec->shape[2] < 1 ||
             rec->shape[1] > IMG_MAX_SIDE || rec->shape[2] > IMG_MAX_SIDE)
             return util_err_set(err, "%s: record %lld (%s): shape %s is not an image (1 or 3 x H x W)", e->path,
-                                (long long)idx, rec->name, s);
+                                (long long)idx, util_msgname(rec->name).s, s);
     } else if (pol == AUG_SPEC) {
         int ok = rec->ndim == 2 || rec->ndim == 3;
         for (int i = 0; ok && i < rec->ndim; i++) ok = rec->shape[i] >= 1 && rec->shape[i] <= INT32_MAX;
         if (ok && rec->ndim == 3) ok = rec->shape[0] * rec->shape[1] <= INT32_MAX;
         if (!ok)
             return util_err_set(err, "%s: record %lld (%s): shape %s is not a spectrogram (F x T or C x F x T)",
-                                e->path, (long long)idx, rec->name, s);
+                                e->path, (long long)idx, util_msgname(rec->name).s, s);
     }
     if (e->soft && (rec->label < 0 || rec->label >= e->n_classes))
         return util_err_set(err, "%s: record %lld (%s): label %d outside the %d classes mixup needs", e->path,
-                            (long long)idx, rec->name, rec->label, e->n_classes);
+                            (long long)idx, util_msgname(rec->name).s, rec->label, e->n_classes);
     return 0;
 }
 
@@ -524,7 +524,7 @@ static int read_rec(struct engine *e, tsz_reader *in, struct util_err *err)
             while (nc < off + bytes) nc *= 2;
             if (!(na = realloc(e->arena, nc)))
                 return util_err_set(err, "%s: record %lld (%s): out of memory holding the input (%zu bytes)", e->path,
-                                    (long long)idx, rec.name, nc);
+                                    (long long)idx, util_msgname(rec.name).s, nc);
         }
         e->arena = na;
         e->arena_cap = nc;
@@ -630,7 +630,8 @@ static int run_inst(const struct engine *e, const inst *in, uint8_t *out, thread
                     tsz_shape_str(rec, s1, sizeof s1);
                     tsz_shape_str(&p->rec, s2, sizeof s2);
                     return util_err_set(err, "%s: record %lld (%s): shape %s, but its mixup partner record %lld (%s) is %s",
-                                        e->path, (long long)h->index, rec->name, s1, (long long)p->index, p->rec.name, s2);
+                                        e->path, (long long)h->index, util_msgname(rec->name).s, s1, (long long)p->index,
+                                        util_msgname(p->rec.name).s, s2);
                 }
                 const float *ps = (const float *)(const void *)(e->arena + p->off);
                 for (size_t i = 0; i < n; i++) dst[i] = lam * dst[i] + (1.0f - lam) * ps[i];

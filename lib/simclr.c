@@ -173,7 +173,8 @@ static int read_view(simclr_stream *s, float *dst, int check, struct util_err *e
         memcpy(s->prev_name, rec.name, sizeof s->prev_name);
     } else if (strcmp(s->prev_name, rec.name)) {
         return rec_err(s, err, li, "view '%.100s' does not pair with '%.100s' before it (a pair is two consecutive "
-                       "records of the same name, augment --views 2)", rec.name, s->prev_name);
+                       "records of the same name, augment --views 2)", util_msgname(rec.name).s,
+                       util_msgname(s->prev_name).s);
     }
     if (!dst) return tsz_skip_data(s->r, &e2) < 0 ? wrap_tsz_err(s, err, li, &e2) : 1;
     if (rec.dtype == TSZ_U8) {

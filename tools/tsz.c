@@ -128,7 +128,7 @@ static int read_data(tsz_reader *r, const tsz_rec *rec, void **buf, size_t *cap,
         void *nb = realloc(*buf, bytes ? bytes : 1);
         if (!nb)
             return util_err_set(err, "%s: record %lld (%s): out of memory (%zu bytes)", tsz_reader_path(r),
-                                (long long)tsz_reader_index(r) - 1, rec->name, bytes);
+                                (long long)tsz_reader_index(r) - 1, util_msgname(rec->name).s, bytes);
         *buf = nb;
         *cap = bytes ? bytes : 1;
     }
@@ -636,7 +636,7 @@ static int stack_add(struct stack *s, const tsz_rec *rec, const void *data, int 
         tsz_shape_str(rec, a, sizeof a);
         tsz_shape_str(&s->first, b, sizeof b);
         return util_err_set(err, "%s: record %lld (%s): %s %s cannot be stacked with the first record's %s %s", path,
-                            (long long)index, rec->name, tsz_dtype_name(rec->dtype), a,
+                            (long long)index, util_msgname(rec->name).s, tsz_dtype_name(rec->dtype), a,
                             tsz_dtype_name(s->first.dtype), b);
     }
     size_t bytes = (size_t)tsz_rec_numel(rec) * tsz_dtype_size(dtype);
@@ -783,7 +783,7 @@ static int cmd_npy(int argc, char **argv)
             if (matched > 1) {
                 util_err_set(&err, "%s: records %lld (%s) and %lld (%s) both selected: a .npy file holds one "
                              "(narrow the selection, use --stack or an .npz file)", input, (long long)one_index,
-                             one_rec.name, (long long)index, rec.name);
+                             util_msgname(one_rec.name).s, (long long)index, util_msgname(rec.name).s);
                 goto done;
             }
             if (!(one = malloc(bytes ? bytes : 1))) { util_err_set(&err, "out of memory"); goto done; }
