@@ -213,6 +213,10 @@ typedef struct {
     int64_t knn_n;
     int knn_classes, knn_k;
     double knn_t;
+    /* leave-one-out: the input is the reference set itself, record for record, and record i does not
+     * vote for itself (reference row i is left out).  A record whose features differ from row i's
+     * is an error: the input is then not the reference. */
+    int knn_loo;
 } train_embed_opts;
 /* One f32 record per example of in (same name, label, fold): pooled features, logits or softmax
  * probabilities of m in eval mode, or k-NN class scores.  A 1-channel input to a 3-channel model is

@@ -434,7 +434,7 @@ double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n
     if (n_val <= 0 || n_train <= 0) return NAN;
     struct util_err err = {{0}};
     float *scores = util_malloc((size_t)n_val * (size_t)n_classes, sizeof(float), &err);
-    if (!scores || metric_knn_scores(ftrain, ytrain, n_train, fval, n_val, d, n_classes, k, t, scores, &err) < 0) {
+    if (!scores || metric_knn_scores(ftrain, ytrain, n_train, fval, n_val, NULL, d, n_classes, k, t, scores, &err) < 0) {
         free(scores);
         return NAN;
     }

@@ -1081,8 +1081,11 @@ out:
 /* train_embed's sink: the records as they are, or (o->knn_ref) as k-NN class scores. */
 typedef struct {
     tsz_writer *out;
+    const char *path;  /* the input, for messages */
     const train_embed_opts *o;
     float *scores;     /* batch x knn_classes */
+    int64_t *skip;     /* batch: the reference row each record leaves out (knn_loo) */
+    int64_t done;      /* records written so far */
 } embed_write_ctx;
 
 static int embed_write(void *ctx, const tsz_rec *recs, int nb, float *y, int D, struct util_err *err)
@@ -1091,11 +1094,23 @@ static int embed_write(void *ctx, const tsz_rec *recs, int nb, float *y, int D, 
     const train_embed_opts *o = c->o;
     if (o->knn_ref) {
         metric_l2_normalise_rows(y, nb, D);
-        if (metric_knn_scores(o->knn_ref, o->knn_labels, o->knn_n, y, nb, D, o->knn_classes, o->knn_k, o->knn_t,
-                              c->scores, err) < 0)
+        for (int i = 0; o->knn_loo && i < nb; i++) {   /* record i must be reference row i */
+            const int64_t row = c->done + i;
+            float diff = 0;
+            for (int j = 0; row < o->knn_n && j < D; j++)
+                diff = fmaxf(diff, fabsf(y[(size_t)i * D + j] - o->knn_ref[row * D + j]));
+            if (row >= o->knn_n || diff > 1e-4f || recs[i].label != o->knn_labels[row])
+                return util_err_set(err, "%s: record %lld (%s) is not record %lld of the k-NN reference (a "
+                                    "leave-one-out probe runs a set against itself)", c->path, (long long)row,
+                                    util_msgname(recs[i].name).s, (long long)row);
+            c->skip[i] = row;
+        }
+        if (metric_knn_scores(o->knn_ref, o->knn_labels, o->knn_n, y, nb, o->knn_loo ? c->skip : NULL, D,
+                              o->knn_classes, o->knn_k, o->knn_t, c->scores, err) < 0)
             return -1;
         y = c->scores, D = o->knn_classes;
     }
+    c->done += nb;
     const int64_t shape[1] = {D};
     for (int i = 0; i < nb; i++)
         if (tsz_write_f32(c->out, recs[i].name, recs[i].label, recs[i].fold, 1, shape, y + (size_t)i * D, err) < 0)
@@ -1106,11 +1121,15 @@ static int embed_write(void *ctx, const tsz_rec *recs, int nb, float *y, int D, 
 int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embed_opts *o, int verbose,
                 struct util_err *err)
 {
-    embed_write_ctx c = {.out = out, .o = o};
-    if (o->knn_ref && !(c.scores = util_malloc((size_t)o->batch * (size_t)o->knn_classes, sizeof(float), err)))
+    embed_write_ctx c = {.out = out, .path = train_reader_path(in), .o = o};
+    if (o->knn_ref && (!(c.scores = util_malloc((size_t)o->batch * (size_t)o->knn_classes, sizeof(float), err)) ||
+                       !(c.skip = util_malloc((size_t)o->batch, sizeof(int64_t), err)))) {
+        free(c.scores);
         return -1;
+    }
     const int64_t n = embed_run(m, in, o, verbose, embed_write, &c, err);
     free(c.scores);
+    free(c.skip);
     return n < 0 ? -1 : 0;
 }
 

@@ -115,6 +115,30 @@ if embed -j 1 --model m.tsz -o ftrain.tsz train.tsz && tsz npy --stack -o ftrain
         acc=$(score --csv self.tsz | awk -F, '$3 == "accuracy" { print $4; exit }') &&
         awk -v a="$acc" 'BEGIN { exit !(a == 1) }' && pass "embed --knn --knn-k 1 on its own reference: accuracy $acc" ||
         fail "embed --knn on its own reference: accuracy '$acc'"
+    # leave-one-out: record i against the others is record i against a reference without it
+    if embed -j 1 --model m.tsz --knn-loo --knn-k 7 --knn-t 0.1 -o loo.tsz train.tsz 2>run.err; then
+        bad=
+        for i in 0 17 47; do
+            { tsz select --range $i --invert -o rest.tsz train.tsz && tsz select --range $i -o one.tsz train.tsz &&
+              embed -j 1 --model m.tsz --knn rest.tsz --knn-k 7 --knn-t 0.1 -o want.tsz one.tsz &&
+              tsz select --range $i -o got.tsz loo.tsz && "$GEN" cmp got.tsz want.tsz 1e-5 1e-4 >/dev/null; } ||
+                bad="$bad $i"
+        done
+        [ -z "$bad" ] && pass "embed --knn-loo: records 0, 17, 47 scored as against a reference without them" ||
+            fail "embed --knn-loo: records$bad differ from a reference without them"
+        acc=$(score --csv loo.tsz | awk -F, '$3 == "accuracy" { print $4; exit }')
+        tsz info loo.tsz | grep -q 'knn_loo=1' && [ "$(ids loo.tsz)" = "$(ids train.tsz)" ] &&
+            awk -v a="$acc" 'BEGIN { exit !(a < 1) }' &&
+            pass "embed --knn-loo: every record, knn_loo=1, accuracy $acc (no record finds itself)" ||
+            fail "embed --knn-loo: records, attributes or accuracy '$acc'"
+        embed -j 1 --model m.tsz --knn train.tsz --knn-loo --knn-k 7 --knn-t 0.1 -o loo2.tsz train.tsz &&
+            tsz npy -o a.npz loo.tsz && tsz npy -o b.npz loo2.tsz && cmp -s a.npz b.npz &&
+            pass "embed --knn-loo: --knn INPUT is the same" || fail "embed --knn INPUT --knn-loo differs"
+        expect_fail "embed --knn-loo: a reference that is not the input" 1 "train.tsz: record 0 (.*) is not record 0 of the k-NN reference" \
+            embed --model m.tsz --knn val.tsz --knn-loo -o x.tsz train.tsz
+    else
+        fail "embed --knn-loo: $(head -c 300 run.err)"
+    fi
 else
     fail "embed --knn: $(head -c 300 run.err)"
 fi
@@ -148,5 +172,6 @@ expect_usage "embed: --logits with --probs" "exclude" embed --model m.tsz --logi
 expect_usage "embed: bad --batch" "--batch" embed --model m.tsz -b 0 val.tsz
 expect_usage "embed: --knn with --logits" "--knn works on features" embed --model m.tsz --knn train.tsz --logits val.tsz
 expect_usage "embed: --knn-k 0" "--knn-k" embed --model m.tsz --knn train.tsz --knn-k 0 val.tsz
+expect_usage "embed: --knn-loo on stdin" "--knn-loo reads INPUT twice" embed --model m.tsz --knn-loo - <val.tsz
 embed --help | grep -q -- '--logits' && pass "embed --help" || fail "embed --help"
 finish

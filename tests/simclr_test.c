@@ -522,7 +522,7 @@ static void knn_tests(void)
     /* t 1e-4: exp(s / t) overflows a double; the votes are weighed relative to the best neighbour */
     float sc[2];
     struct util_err e = {{0}};
-    int rc = metric_knn_scores(ftr, ytr, 4, fva, 1, 2, 2, 200, 1e-4, sc, &e);
+    int rc = metric_knn_scores(ftr, ytr, 4, fva, 1, NULL, 2, 2, 200, 1e-4, sc, &e);
     test_check(rc == 0 && sc[0] == 1.0f && sc[1] == 0.0f, "k-NN scores at t 1e-4: finite, all on the nearest (%g %g)",
                sc[0], sc[1]);
     /* k = 3 keeps the three most similar: the class-0 example and two class-1 ones */
@@ -567,6 +567,35 @@ static void knn_tests(void)
     a = simclr_knn_accuracy(ft, yt, nt, fv, yv, nv, d, C, 200, 0.07);
     test_check(fabs(a - (double)correct / nv) < 1e-12 && a > 0.4,
                "k-NN 300 x 40, 5 classes, k 200: accuracy %.3f, brute force %.3f", a, (double)correct / nv);
+    /* leave-one-out (embed --knn-loo): the 300 against themselves, row i skipped for query i, must give
+     * what the 299 others give as a reference without row i; with row i voting, each finds itself */
+    enum { K = 20 };
+    float *loo = malloc(sizeof(float) * nt * C), *self = malloc(sizeof(float) * nt * C), *rest = malloc(sizeof(float) * (nt - 1) * d);
+    int32_t *yrest = malloc(sizeof(int32_t) * (nt - 1));
+    int64_t *skip = malloc(sizeof(int64_t) * nt);
+    for (int i = 0; i < nt; i++) skip[i] = i;
+    rc = metric_knn_scores(ft, yt, nt, ft, nt, skip, d, C, K, 0.07, loo, &e) |
+         metric_knn_scores(ft, yt, nt, ft, nt, NULL, d, C, K, 0.07, self, &e);
+    double worst = 0;
+    int loo_right = 0, self_right = 0;
+    for (int i = 0; i < nt && rc == 0; i++) {
+        for (int j = 0, k = 0; j < nt; j++)
+            if (j != i) memcpy(rest + k * d, ft + j * d, sizeof(float) * d), yrest[k++] = yt[j];
+        float want[5];
+        rc |= metric_knn_scores(rest, yrest, nt - 1, ft + i * d, 1, NULL, d, C, K, 0.07, want, &e);
+        int bl = 0, bs = 0;
+        for (int c = 0; c < C; c++) {
+            worst = fmax(worst, fabs(loo[i * C + c] - want[c]));
+            if (loo[i * C + c] > loo[i * C + bl]) bl = c;
+            if (self[i * C + c] > self[i * C + bs]) bs = c;
+        }
+        loo_right += bl == yt[i], self_right += bs == yt[i];
+    }
+    test_check(rc == 0 && worst < 1e-6 && self_right == nt && loo_right < nt && loo_right > nt * 0.4,
+               "k-NN leave-one-out, 300 against themselves, k %d: scores as with row i removed (max diff %.2g); "
+               "accuracy %.3f (%.3f when each votes for itself)", K, worst, (double)loo_right / nt,
+               (double)self_right / nt);
+    free(loo), free(self), free(rest), free(yrest), free(skip);
     free(ft), free(fv), free(yt), free(yv);
 }
 

@@ -16,7 +16,7 @@
 
 struct opts {
     const char *model, *input, *output, *layer, *knn;
-    int kind, batch, threads, level, raw, verbose, knn_k;
+    int kind, batch, threads, level, raw, verbose, knn_k, knn_loo;
     double knn_t;
     weights_opts wo;          /* --key, --strip-prefix for safetensors/PyTorch models */
     const char **strip;
@@ -42,6 +42,8 @@ static void usage(void)
            "                       the labelled records of REF, for score(1)\n"
            "      --knn-k=K        neighbours that vote (default 200)\n"
            "      --knn-t=T        vote weight exp(similarity / T) (default 0.07)\n"
+           "      --knn-loo        leave-one-out k-NN probe of INPUT against itself (a file): no record\n"
+           "                       votes for itself (REF, if given, must be INPUT record for record)\n"
            "  -b, --batch=N        records per forward pass (default 64)\n"
            "  -j, --threads=N      threads (default: all cores)\n"
            "      --level=N        zstd level 1..19 (default 3)\n"
@@ -55,7 +57,7 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT, O_KNN, O_KNN_K, O_KNN_T };
+    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT, O_KNN, O_KNN_K, O_KNN_T, O_KNN_LOO };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
         {"logits", no_argument, 0, O_LOGITS}, {"probs", no_argument, 0, O_PROBS},
@@ -65,7 +67,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"version", no_argument, 0, 'V'}, {"key", required_argument, 0, O_KEY},
         {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
         {"knn", required_argument, 0, O_KNN}, {"knn-k", required_argument, 0, O_KNN_K},
-        {"knn-t", required_argument, 0, O_KNN_T}, {0, 0, 0, 0}};
+        {"knn-t", required_argument, 0, O_KNN_T}, {"knn-loo", no_argument, 0, O_KNN_LOO}, {0, 0, 0, 0}};
     opterr = 0;
     if (!(o->strip = calloc((size_t)argc + 1, sizeof *o->strip))) {
         fprintf(stderr, "embed: out of memory\n");
@@ -90,6 +92,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_KNN: o->knn = optarg; break;
         case O_KNN_K: o->knn_k = (int)util_opt_long("--knn-k", optarg, 1, 1000000); break;
         case O_KNN_T: o->knn_t = util_opt_double("--knn-t", optarg, 1e-6, 1e6); break;
+        case O_KNN_LOO: o->knn_loo = 1; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
         default: util_option_error(c, argv);
@@ -97,9 +100,12 @@ static void parse_args(int argc, char **argv, struct opts *o)
     }
     if (!o->model) util_usage_error("no model: give --model MODEL");
     if (n_kind > 1) util_usage_error("--logits, --probs and --layer exclude each other");
-    if (o->knn && o->kind != TRAIN_EMBED_FEATURES) util_usage_error("--knn works on features: not with --logits or --probs");
     if (optind + 1 < argc) util_usage_error("one input only ('%s' is extra)", argv[optind + 1]);
     if (optind < argc) o->input = argv[optind];
+    if (o->knn_loo && !strcmp(o->input, "-"))
+        util_usage_error("--knn-loo reads INPUT twice (as the reference, then as queries): give a file, not stdin");
+    if (o->knn_loo && !o->knn) o->knn = o->input;
+    if (o->knn && o->kind != TRAIN_EMBED_FEATURES) util_usage_error("--knn works on features: not with --logits or --probs");
     if (o->knn && !strcmp(o->knn, "-") && !strcmp(o->input, "-")) util_usage_error("--knn - and the input cannot both be stdin");
     o->wo.strip = o->strip;
 }
@@ -179,6 +185,7 @@ int main(int argc, char **argv)
         for (int64_t i = 0; i < ref_n; i++)
             if (ref_labels[i] >= eo.knn_classes) eo.knn_classes = ref_labels[i] + 1;
         eo.knn_ref = ref_f, eo.knn_labels = ref_labels, eo.knn_n = ref_n, eo.knn_k = o.knn_k, eo.knn_t = o.knn_t;
+        eo.knn_loo = o.knn_loo;
     }
     if (train_reader_open(&in, o.input, &err) < 0) goto done;
     const tsz_attrs *ia = train_reader_attrs(&in);
@@ -202,6 +209,7 @@ int main(int argc, char **argv)
         goto oom;
     if (o.knn && (tsz_attrs_set(&a, "knn_ref", o.knn) < 0 || tsz_attrs_setf(&a, "knn_k", "%d", o.knn_k) < 0 ||
                   tsz_attrs_setf(&a, "knn_t", "%g", o.knn_t) < 0 ||
+                  (o.knn_loo && tsz_attrs_set(&a, "knn_loo", "1") < 0) ||
                   (n_ref_classes && tsz_attrs_set_classes(&a, ref_classes, n_ref_classes) < 0)))
         goto oom;
     if (o.kind != TRAIN_EMBED_FEATURES && !tsz_attrs_get(&a, "classes") && tsz_attrs_get(&mattrs, "classes") &&
