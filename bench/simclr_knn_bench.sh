@@ -8,7 +8,8 @@
 #     budget, the per-epoch log, wall and CPU time, and k-NN trained / k-NN random; then the same
 #     held-out images scored by embed --knn (k 200, 20 and 1) with the untrained encoder
 #     (simclr-train --save-init) and the trained one, paired by score --compare (bootstrap interval
-#     of the difference, McNemar's test).
+#     of the difference, McNemar's test), and a leave-one-out k-NN over all 2,000 images (embed
+#     --knn-loo), whose five times as many queries narrow the interval.
 #  B. (opt-in, slow: SIMCLR_KNN_FOLDS="1 2 ...") ESC-10 with wav2mel's esc50 preset (3 x 128 x 250):
 #     finetune --init the encoder from A against the same network from scratch on each held-out fold,
 #     embed --logits on the test fold, score --compare over the folds.
@@ -94,6 +95,13 @@ else
         echo "  embed --knn, k $k (A = trained, B = untrained):"
         score --compare "$OUT/enc.knn$k.tsz" -- "$OUT/init.knn$k.tsz" | grep -E '^(accuracy A|both right|McNemar)' | sed 's/^/    /'
     done
+    # leave-one-out over every labelled image (embed --knn-loo): 5x the queries of the split above
+    for m in init enc; do
+        embed -j "$J" --model "$OUT/$m.tsz" --knn-loo -o "$OUT/$m.loo.tsz" "$TMP/lab.tsz" || exit 1
+    done
+    echo "  embed --knn-loo over all $((ntr + nva)) images, k 200 (A = trained, B = untrained; $ntr of them" \
+         "were pre-trained on, without labels):"
+    score --compare "$OUT/enc.loo.tsz" -- "$OUT/init.loo.tsz" | grep -E '^(accuracy A|both right|McNemar)' | sed 's/^/    /'
 fi
 
 # B: ESC-10, pre-trained against from scratch on the held-out folds
