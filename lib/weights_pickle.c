@@ -341,8 +341,6 @@ static const struct {
 
 static int eq(const uint8_t *p, size_t len, const char *s) { return strlen(s) == len && memcmp(p, s, len) == 0; }
 
-static void printable(char *dst, size_t cap, const uint8_t *p, size_t len) { util_printable(dst, cap, p, len); }
-
 static int push_global(struct up *u, const uint8_t *mod, size_t ml, const uint8_t *name, size_t nl)
 {
     for (size_t i = 0; i < sizeof allowed / sizeof allowed[0]; i++)
@@ -354,8 +352,8 @@ static int push_global(struct up *u, const uint8_t *mod, size_t ml, const uint8_
             return push(u, o);
         }
     char m[120], n[120];
-    printable(m, sizeof m, mod, ml);
-    printable(n, sizeof n, name, nl);
+    util_printable(m, sizeof m, mod, ml);
+    util_printable(n, sizeof n, name, nl);
     return util_err_set(u->err, "%s: refusing pickle global %s.%s: only weights are loaded", u->label, m, n);
 }
 
@@ -846,7 +844,7 @@ static void key_list(const struct obj *d, const char *skip, char *buf, size_t ca
         const struct obj *k = d->u.items[i];
         if (skip && is_str(k, skip)) continue;
         char tmp[64];
-        if (k->kind == O_STR) printable(tmp, sizeof tmp, k->u.s.p, k->u.s.len);
+        if (k->kind == O_STR) util_printable(tmp, sizeof tmp, k->u.s.p, k->u.s.len);
         else snprintf(tmp, sizeof tmp, "(%s)", kind_name(k));
         int w = snprintf(buf + len, cap - len, "%s%s", len ? ", " : "", tmp);
         if (w > 0) len += (size_t)w;
@@ -920,7 +918,7 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
         if (!sd) return util_err_set(err, "out of memory");
         if (sd->refs && (sd->elem != st->elem || sd->numel != st->numel)) {
             char pk[64];
-            printable(pk, sizeof pk, st->key, st->key_len);
+            util_printable(pk, sizeof pk, st->key, st->key_len);
             return util_err_set(err, "%s: storage %s is used with two different types or sizes", s->label, pk);
         }
         sd->elem = st->elem;
@@ -945,7 +943,7 @@ static int extract(weights_set *s, const struct obj *d, struct stable *tab, fetc
         /* views of one storage by many tensors could multiply a small file into a huge allocation */
         if (out_elems > 2 * storage_elems + (1 << 20)) {
             char pn[96];
-            printable(pn, sizeof pn, k->u.s.p, k->u.s.len);
+            util_printable(pn, sizeof pn, k->u.s.p, k->u.s.len);
             return util_err_set(err, "%s: tensor %s: tensors view the same data many times over", s->label, pn);
         }
         int64_t off = t->offset + (st->view_numel >= 0 ? st->view_off : 0);
@@ -1135,7 +1133,7 @@ static int zip_fetch(void *ctx, struct sdata *sd, struct util_err *err)
     struct zipctx *z = ctx;
     char name[1024];
     char key[128];
-    printable(key, sizeof key, sd->key, sd->key_len);
+    util_printable(key, sizeof key, sd->key, sd->key_len);
     if (sd->key_len > 400 || memchr(sd->key, 0, sd->key_len))
         return util_err_set(err, "%s: storage key %s is not a valid name", z->label, key);
     snprintf(name, sizeof name, "%sdata/%.*s", z->prefix, (int)sd->key_len, (const char *)sd->key);
@@ -1268,7 +1266,7 @@ static int legacy_fetch(void *ctx, struct sdata *sd, struct util_err *err)
 {
     struct legctx *l = ctx;
     char key[128];
-    printable(key, sizeof key, sd->key, sd->key_len);
+    util_printable(key, sizeof key, sd->key, sd->key_len);
     return util_err_set(err, "%s: storage %s is not in the file", l->label, key);
 }
 
@@ -1328,7 +1326,7 @@ weights_set *weights_read_pth_legacy(const uint8_t *buf, size_t n, const char *l
             util_err_set(err, "%s: legacy storage key %d is not a string", label, i);
             goto fail;
         }
-        printable(key, sizeof key, k->u.s.p, k->u.s.len);
+        util_printable(key, sizeof key, k->u.s.p, k->u.s.len);
         if (n - pos < 8) {
             util_err_set(err, "%s: truncated at storage %s (byte %zu)", label, key, pos);
             goto fail;
