@@ -505,7 +505,8 @@ static ssize_t direct_fill(tsz_reader *r, uint8_t *dst, size_t n, struct util_er
 }
 
 /* Read exactly n logical bytes.  1: ok, 0: end before the first byte, -1: error or short read
- * (what names the item being read for the truncation message). */
+ * (what names the item being read for the truncation message; inside a record's data the record's
+ * name is added then, not formatted ahead for every record). */
 static int lread(tsz_reader *r, void *dst, size_t n, const char *what, struct util_err *err)
 {
     uint8_t *d = dst;
@@ -528,6 +529,10 @@ static int lread(tsz_reader *r, void *dst, size_t n, const char *what, struct ut
             }
         }
         if (got == 0 && what == NULL) return 0;
+        if (r->in_data)
+            return util_err_set(err, "%s: record %lld: truncated inside the data of '%.200s' (stream ends at byte "
+                                "%llu)", r->path, err_index(r), util_msgname(r->cur.name).s,
+                                (unsigned long long)(r->offset + got));
         return util_err_set(err, "%s: record %lld: truncated inside %s (stream ends at byte %llu)", r->path,
                             err_index(r), what ? what : "header", (unsigned long long)(r->offset + got));
     }
@@ -774,14 +779,12 @@ int tsz_read_data(tsz_reader *r, void *buf, size_t cap, struct util_err *err)
                             (long long)r->index - 1, util_msgname(r->cur.name).s, (unsigned long long)bytes, cap);
     r->in_record = 0;
     size_t es = tsz_dtype_size(r->cur.dtype);
-    char what[300];
-    snprintf(what, sizeof what, "the data of '%.200s'", util_msgname(r->cur.name).s);
     int rc = 0;
     r->in_data = 1;
     if (r->cur_filter == FILTER_SHUFFLE && es > 1 && bytes > 0) {
-        if (scratch_reserve(r, bytes, err) < 0 || lread(r, r->scratch, bytes, what, err) < 0) rc = -1;
+        if (scratch_reserve(r, bytes, err) < 0 || lread(r, r->scratch, bytes, "the data", err) < 0) rc = -1;
         else tsz_byte_unshuffle(buf, r->scratch, bytes / es, es);
-    } else if (lread(r, buf, bytes, what, err) < 0) {
+    } else if (lread(r, buf, bytes, "the data", err) < 0) {
         rc = -1;
     }
     r->in_data = 0;
@@ -793,13 +796,11 @@ int tsz_skip_data(tsz_reader *r, struct util_err *err)
     if (!r->in_record) return 0;
     uint64_t left = tsz_rec_bytes(&r->cur);
     r->in_record = 0;
-    char what[300];
-    snprintf(what, sizeof what, "the data of '%.200s'", util_msgname(r->cur.name).s);
     uint8_t tmp[65536];
     r->in_data = 1;
     while (left > 0) {
         size_t k = left > sizeof tmp ? sizeof tmp : left;
-        if (lread(r, tmp, k, what, err) < 0) { r->in_data = 0; return -1; }
+        if (lread(r, tmp, k, "the data", err) < 0) { r->in_data = 0; return -1; }
         left -= k;
     }
     r->in_data = 0;
