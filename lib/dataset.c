@@ -98,6 +98,7 @@ static int csv_split(char *s, char **f, int max)
 
 static int read_text(const char *path, char **text, struct util_err *err)
 {
+    const size_t max = 256u << 20;   /* bytes of a list or metadata file */
     void *d = NULL;
     size_t n = 0;
     if (strcmp(path, "-") == 0) {
@@ -105,9 +106,10 @@ static int read_text(const char *path, char **text, struct util_err *err)
         char buf[65536];
         size_t k;
         while ((k = fread(buf, 1, sizeof buf, stdin)) > 0) {
+            if (n + k > max) { free(d); return util_err_set(err, "-: list longer than 256 MB"); }
             if (n + k + 1 > cap) {
                 cap = (n + k + 1) * 2;
-                if (cap > (256u << 20)) { free(d); return util_err_set(err, "-: list longer than 256 MB"); }
+                if (cap > max + 1) cap = max + 1;   /* the limit is on the text, not on the doubled buffer */
                 void *nd = realloc(d, cap);
                 if (!nd) { free(d); return util_err_set(err, "out of memory"); }
                 d = nd;
@@ -116,7 +118,7 @@ static int read_text(const char *path, char **text, struct util_err *err)
             n += k;
         }
         if (ferror(stdin)) { free(d); return util_err_sys(err, "-: read error"); }
-    } else if (util_read_file(path, 256u << 20, &d, &n, err) < 0) {
+    } else if (util_read_file(path, max, &d, &n, err) < 0) {
         return -1;
     }
     char *t = realloc(d, n + 1);

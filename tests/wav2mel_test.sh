@@ -145,6 +145,13 @@ then pass "--skip-bad with no good file: exit 1, no output"
 else fail "--skip-bad with no good file: status $rc, $(head -c 300 skip.err)"; fi
 printf 'tone.wav\tx\t1\n' >bad.list
 expect_fail "a malformed list row: exit 1 naming list and line" 1 "bad.list: line 1" wav2mel --list bad.list
+# a list on stdin up to 256 MiB of text is read (150 MB of comment, read to the end); 280 MB is refused
+head -c 150000000 /dev/zero | tr '\0' '#' >big.list
+expect_fail "a 150 MB list on stdin is read whole (all comment: no files)" 1 "^wav2mel: -: no files listed" \
+    sh -c 'wav2mel --list - -o x.tsz <big.list'
+head -c 130000000 /dev/zero | tr '\0' '#' >>big.list
+expect_fail "a 280 MB list on stdin: refused" 1 "list longer than 256 MB" sh -c 'wav2mel --list - -o x.tsz <big.list'
+rm -f big.list
 printf 'filename,fold\n' >esc/meta/esc50.csv
 expect_fail "an ESC-50 csv without the needed columns: exit 1" 1 "esc50.csv" wav2mel --esc50 esc
 
