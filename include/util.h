@@ -116,6 +116,8 @@ void util_atomic_abort(util_atomic_file *af);
  * path components.  Returns 0, -1 on error (err set), or fn's non-zero return. */
 int util_walk_dir(const char *dir, int (*fn)(const char *path, void *ctx), void *ctx,
                   struct util_err *err);
+/* qsort/bsearch comparison of two char * elements (byte order, strcmp). */
+int util_cmp_str(const void *a, const void *b);
 
 /* The CPU's vector support, read at run time with cpuid. */
 int util_cpu_has_avx512f(void);

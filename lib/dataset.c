@@ -270,7 +270,6 @@ int dataset_read_us8k(const char *dir, dataset_list *L, struct util_err *err)
 }
 
 /* Sorted names of the entries of dir that are directories (want_dirs) or audio files. */
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static int list_dir(const char *dir, int want_dirs, const char *const *exts, char ***out, int *n_out,
                     struct util_err *err)
@@ -307,7 +306,7 @@ static int list_dir(const char *dir, int want_dirs, const char *const *exts, cha
         tsz_free_classes(v, n);
         return -1;
     }
-    qsort(v, (size_t)n, sizeof *v, cmp_str);
+    qsort(v, (size_t)n, sizeof *v, util_cmp_str);
     *out = v;
     *n_out = n;
     return 0;

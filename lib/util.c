@@ -437,7 +437,7 @@ int util_read_file(const char *path, size_t max_bytes, void **data, size_t *n, s
 }
 
 /* ---- directory walk ---- */
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+int util_cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 int util_walk_dir(const char *dir, int (*fn)(const char *path, void *ctx), void *ctx, struct util_err *err)
 {
@@ -458,7 +458,7 @@ int util_walk_dir(const char *dir, int (*fn)(const char *path, void *ctx), void 
         if (!(names[n] = strdup(e->d_name))) { rc = util_err_set(err, "%s: out of memory", dir); goto out; }
         n++;
     }
-    if (n > 1) qsort(names, n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, n, sizeof *names, util_cmp_str);
     for (size_t i = 0; i < n && rc == 0; i++) {
         size_t len = strlen(dir) + strlen(names[i]) + 2;
         char *p = malloc(len);

@@ -244,7 +244,6 @@ static int collect(struct items *it, const struct opts *o, int argc, char **argv
     return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Label every item: classes from --classes in file order, else the sorted distinct names. */
 static int assign_labels(struct items *it, const char *classes_file, char ***names_out, int *n_out,
@@ -287,7 +286,7 @@ static int assign_labels(struct items *it, const char *classes_file, char ***nam
         char **all = malloc(it->n * sizeof *all);
         if (!all) return util_err_set(err, "out of memory");
         for (size_t i = 0; i < it->n; i++) all[i] = it->v[i].cls;
-        qsort(all, it->n, sizeof *all, cmp_str);
+        qsort(all, it->n, sizeof *all, util_cmp_str);
         names = malloc(it->n * sizeof *names);
         if (!names) { free(all); return util_err_set(err, "out of memory"); }
         for (size_t i = 0; i < it->n; i++)
@@ -297,7 +296,7 @@ static int assign_labels(struct items *it, const char *classes_file, char ***nam
             }
         free(all);
         for (size_t i = 0; i < it->n; i++) {
-            char **hit = bsearch(&it->v[i].cls, names, n, sizeof *names, cmp_str);
+            char **hit = bsearch(&it->v[i].cls, names, n, sizeof *names, util_cmp_str);
             it->v[i].label = (int)(hit - names);
         }
     }
