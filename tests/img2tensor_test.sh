@@ -46,6 +46,28 @@ mkdir -p set/nothing
 echo 'no pictures here' >set/nothing/readme.txt
 expect_fail "a directory without images: exit 1" 1 "set/nothing: no PNG or JPEG files found" img2tensor -o x.tsz set/nothing
 
+# --classes: labels in the file's order (first TAB field, blank lines skipped), not the sorted order
+mkdir -p cls/ant cls/bee cls/cat
+cp set/good/a.png cls/ant/1.png; cp set/good/a.png cls/bee/2.png; cp set/good/a.png cls/cat/3.png
+printf 'cat\tfelis\n\nant\tformica\nbee\n' >c.tsv
+if have_tsz && img2tensor --classes c.tsv -o cls.tsz cls 2>cls.err; then
+    labels=$(tsz info -l --no-values cls.tsz | awk '$4 == "label" {printf "%s ", $5}')
+    order=$(tsz info cls.tsz | awk '/classes=/ {on = 1; sub(/.*=/, "")} /history=/ {on = 0} on {printf "%s ", $1}')
+    [ "$labels" = "1 2 0 " ] && [ "$order" = "cat ant bee " ] &&
+        pass "--classes: labels follow the file (ant 1, bee 2, cat 0), classes attribute in that order" ||
+        fail "--classes: labels '$labels', $(tsz info cls.tsz | grep -A3 classes= | head -c 200)"
+else
+    fail "--classes: $(head -c 300 cls.err)"
+fi
+printf 'ant\nbee\n' >c2.tsv
+expect_fail "--classes: a class missing from the file" 1 "cls/cat/3.png: class 'cat' is not in c2.tsv" \
+    img2tensor --classes c2.tsv -o x.tsz cls
+printf 'ant\nbee\ncat\nbee\tagain\n' >c3.tsv
+expect_fail "--classes: a name listed twice" 1 "c3.tsv: class 'bee' is listed twice (as labels 1 and 3)" \
+    img2tensor --classes c3.tsv -o x.tsz cls
+printf '\n\n' >c4.tsv
+expect_fail "--classes: no names" 1 "c4.tsv: no class names" img2tensor --classes c4.tsv -o x.tsz cls
+
 img2tensor --skip-bad -o skip.tsz set 2>skip.err; rc=$?
 if [ $rc -eq 0 ] && grep -q "skipped 2 unreadable images of 4" skip.err; then pass "--skip-bad: exit 0, count reported"
 else fail "--skip-bad: status $rc, $(cat skip.err)"; fi

@@ -272,15 +272,28 @@ static int assign_labels(struct items *it, const char *classes_file, char ***nam
         free(line);
         fclose(f);
         if (n == 0) return util_err_set(err, "%s: no class names", classes_file);
-        for (size_t i = 0; i < it->n; i++) {
-            size_t k = 0;
-            while (k < n && strcmp(names[k], it->v[i].cls) != 0) k++;
-            if (k == n) {
-                util_err_set(err, "%s: class '%s' is not in %s", it->v[i].path, it->v[i].cls, classes_file);
-                tsz_free_classes(names, (int)n);
-                return -1;
+        /* the names sorted, each with its line's label: a name listed twice is an error (which label
+         * would it be?), and each image's class is a binary search (ImageNet: 1.28 M x 1,000 names) */
+        struct named { char *name; int label; } *by_name = malloc(n * sizeof *by_name);
+        if (!by_name) { tsz_free_classes(names, (int)n); return util_err_set(err, "out of memory"); }
+        for (size_t k = 0; k < n; k++) by_name[k] = (struct named){names[k], (int)k};
+        qsort(by_name, n, sizeof *by_name, util_cmp_str);   /* name is the first member */
+        int rc = 0;
+        for (size_t k = 1; k < n && rc == 0; k++)
+            if (strcmp(by_name[k].name, by_name[k - 1].name) == 0) {
+                const int a = by_name[k - 1].label, b = by_name[k].label;   /* qsort is not stable */
+                rc = util_err_set(err, "%s: class '%s' is listed twice (as labels %d and %d)", classes_file,
+                                  util_msgname(by_name[k].name).s, a < b ? a : b, a < b ? b : a);
             }
-            it->v[i].label = (int)k;
+        for (size_t i = 0; i < it->n && rc == 0; i++) {
+            struct named key = {it->v[i].cls, 0}, *hit = bsearch(&key, by_name, n, sizeof *by_name, util_cmp_str);
+            if (!hit) rc = util_err_set(err, "%s: class '%s' is not in %s", it->v[i].path, it->v[i].cls, classes_file);
+            else it->v[i].label = hit->label;
+        }
+        free(by_name);
+        if (rc < 0) {
+            tsz_free_classes(names, (int)n);
+            return -1;
         }
     } else {
         char **all = malloc(it->n * sizeof *all);
