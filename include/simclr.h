@@ -98,9 +98,12 @@ void simclr_update(simclr_trainer *t, double lr);
 /* Weighted k-NN classification as Wu et al. (2018): features L2-normalised, the k most cosine-similar
  * training examples vote for their class with weight exp(similarity / t).  ftrain (n_train, d) and fval
  * (n_val, d) must already be normalised.  Returns the share of val examples whose class wins (ties go
- * to the lower class; metric_knn_scores does the voting).  NaN when out of memory. */
+ * to the lower class; metric_knn_scores does the voting).  skip: NULL, or for each val example the
+ * training row that does not vote for it (leave-one-out: fval = ftrain, skip[i] = i).  NaN when out of
+ * memory. */
 double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
-                           const int32_t *yval, int64_t n_val, int d, int n_classes, int k, double t);
+                           const int32_t *yval, int64_t n_val, const int64_t *skip, int d, int n_classes, int k,
+                           double t);
 
 typedef struct {
     train_data train, val;
@@ -108,9 +111,11 @@ typedef struct {
     nn_ws *ws;             /* eval workspace for the k-NN images */
     int batch;
     float *x, *ftrain, *fval;
+    int64_t *self;         /* leave-one-out (no val stream): self[i] = i */
 } simclr_knn;
 /* Load both labelled streams (same C x H x W; 1-channel images are repeated on 3 channels for a
- * 3-channel model) and allocate what an evaluation of m needs.  0 or -1. */
+ * 3-channel model) and allocate what an evaluation of m needs.  val_path NULL: a leave-one-out
+ * monitor, each example of train_path voted on by the others.  0 or -1. */
 int simclr_knn_open(simclr_knn *k, const nn_model *m, const char *train_path, const char *val_path,
                     struct util_err *err);
 void simclr_knn_close(simclr_knn *k);
@@ -136,7 +141,7 @@ typedef struct {
     weights_opts wo;         /* --key, --strip-prefix for a safetensors/PyTorch init */
     int wflags;              /* WEIGHTS_NON_STRICT */
     const char *log, *curves;
-    const char *knn_train, *knn_val;
+    const char *knn_train, *knn_val;   /* knn_val NULL: leave-one-out on knn_train (--knn-loo) */
     int knn_every;           /* epochs between k-NN evaluations (also before training and at the end) */
     const char *ckpt;        /* NULL: no checkpoints */
     int64_t ckpt_every;      /* steps between checkpoints (0: at the end of every epoch) */

@@ -123,6 +123,19 @@ if simclr-train $T --knn ref.tsz qry.tsz --save-init init0.tsz -o knn2.tsz pairs
     then pass "--save-init: embed --knn gives the monitor's k-NN accuracy before ($a0) and after training ($a1)"
     else fail "--save-init: embed --knn $a0 / $a1, monitor $m0 / $m1, steps $(attr init0.tsz steps)"; fi
 else fail "--save-init: $(head -c 300 knn2.err)"; fi
+# --knn-loo: the leave-one-out monitor on one stream agrees with embed --knn-loo, before and after
+if simclr-train $T --knn-loo lab.tsz --save-init init1.tsz -o knn3.tsz pairs2.tsz 2>knn3.err; then
+    a0=$(embed -j 1 --model init1.tsz --knn-loo lab.tsz | score --csv - | awk -F, '$3 == "accuracy" { print $4; exit }')
+    a1=$(embed -j 1 --model knn3.tsz --knn-loo lab.tsz | score --csv - | awk -F, '$3 == "accuracy" { print $4; exit }')
+    m0=$(attr knn3.tsz knn_acc_init); m1=$(attr knn3.tsz knn_acc)
+    # the same initial model with each example also voting for itself (--knn lab.tsz lab.tsz above)
+    # must read otherwise, or neither path left anything out
+    if awk -v a="$a0" -v b="$m0" -v c="$a1" -v d="$m1" 'BEGIN { exit !(a != "" && c != "" && a - b < 1e-6 && b - a < 1e-6 && c - d < 1e-6 && d - c < 1e-6) }' &&
+       [ "$m0" != "$(attr knn.tsz knn_acc_init)" ]
+    then pass "--knn-loo: embed --knn-loo gives the monitor's accuracy before ($a0) and after training ($a1); $(attr knn.tsz knn_acc_init) before with each example voting for itself"
+    else fail "--knn-loo: embed --knn-loo $a0 / $a1, monitor $m0 / $m1"; fi
+else fail "--knn-loo: $(head -c 300 knn3.err)"; fi
+usage_fail "--knn with --knn-loo" simclr-train x.tsz --knn lab.tsz lab.tsz --knn-loo lab.tsz
 expect_fail "--knn on an unlabelled stream" 1 "imgs.tsz: record 0" \
     sh -c 'img2tensor --u8 --no-labels png >imgs.tsz && simclr-train '"$T"' --knn imgs.tsz imgs.tsz -o x.tsz pairs2.tsz'
 

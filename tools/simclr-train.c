@@ -53,6 +53,8 @@ static void usage(void)
            "      --knn TRAIN VAL      k-NN accuracy (k 200, cosine, votes weighted exp(s/0.07)) of the\n"
            "                           pooled features on two labelled streams, before training, every\n"
            "                           --knn-every epochs and at the end\n"
+           "      --knn-loo=SET        the same, leave-one-out on one labelled stream: each example voted\n"
+           "                           on by the others (every example a query: less noise on small sets)\n"
            "      --knn-every=N        epochs between k-NN evaluations (default 10)\n"
            "      --checkpoint=FILE    checkpoint file (default MODEL.ckpt)\n"
            "      --checkpoint-every=N steps between checkpoints (default: at the end of every epoch)\n"
@@ -80,7 +82,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
         O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP, O_SAVE_INIT,
-        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK
+        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK, O_KNNLOO
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
@@ -93,7 +95,8 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         {"epochs", required_argument, 0, O_EPOCHS}, {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, 'j'}, {"log", required_argument, 0, O_LOG},
         {"curves", required_argument, 0, O_CURVES}, {"knn", required_argument, 0, O_KNN},
-        {"knn-every", required_argument, 0, O_KNNEVERY}, {"checkpoint", required_argument, 0, O_CKPT},
+        {"knn-every", required_argument, 0, O_KNNEVERY}, {"knn-loo", required_argument, 0, O_KNNLOO},
+        {"checkpoint", required_argument, 0, O_CKPT},
         {"checkpoint-every", required_argument, 0, O_CKPTEVERY}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
         {"save-init", required_argument, 0, O_SAVE_INIT},
@@ -139,7 +142,12 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_KNN:
             /* two arguments: TRAIN is optarg, VAL the next word */
             if (optind >= argc) util_usage_error("--knn needs two labelled streams: --knn TRAIN VAL");
+            if (s->knn_train) util_usage_error("--knn and --knn-loo exclude each other");
             s->knn_train = optarg, s->knn_val = argv[optind++];
+            break;
+        case O_KNNLOO:
+            if (s->knn_train) util_usage_error("--knn and --knn-loo exclude each other");
+            s->knn_train = optarg, s->knn_val = NULL;
             break;
         case O_KNNEVERY: s->knn_every = (int)util_opt_long("--knn-every", optarg, 1, 1000000); break;
         case O_CKPT: o->ckpt = optarg; break;
