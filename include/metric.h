@@ -86,10 +86,11 @@ int metric_paired_compare(const uint8_t *a_ok, const uint8_t *b_ok, int64_t n, i
  * [0, n_classes) do not vote.  With L2-normalised rows the dot product is the cosine similarity.
  * scores (n_q, n_classes) are each query's votes divided by their sum (they sum to 1; the argmax is
  * the k-NN prediction).  Ties among the k-th similarities go to the lower reference index.
- * skip (NULL, or n_q entries): reference row skip[i] does not vote for query i (-1: none), for a
- * leave-one-out probe of a set against itself.  0 or -1 (out of memory). */
+ * self0 >= 0: the queries are reference rows self0, self0 + 1, ... and none votes for itself (a
+ * leave-one-out probe of a set against itself); -1: every reference row votes.  0 or -1 (out of
+ * memory). */
 int metric_knn_scores(const float *fref, const int32_t *yref, int64_t n_ref, const float *fq, int64_t n_q,
-                      const int64_t *skip, int d, int n_classes, int k, double t, float *scores,
+                      int64_t self0, int d, int n_classes, int k, double t, float *scores,
                       struct util_err *err);
 /* Scale each of the n rows of x (n, d) to unit L2 norm (rows of norm below 1e-12 are divided by 1e-12,
  * as torch.nn.functional.normalize). */

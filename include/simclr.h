@@ -98,11 +98,10 @@ void simclr_update(simclr_trainer *t, double lr);
 /* Weighted k-NN classification as Wu et al. (2018): features L2-normalised, the k most cosine-similar
  * training examples vote for their class with weight exp(similarity / t).  ftrain (n_train, d) and fval
  * (n_val, d) must already be normalised.  Returns the share of val examples whose class wins (ties go
- * to the lower class; metric_knn_scores does the voting).  skip: NULL, or for each val example the
- * training row that does not vote for it (leave-one-out: fval = ftrain, skip[i] = i).  NaN when out of
- * memory. */
+ * to the lower class; metric_knn_scores does the voting).  loo: leave-one-out, fval is ftrain and no
+ * example votes for itself.  NaN when out of memory. */
 double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
-                           const int32_t *yval, int64_t n_val, const int64_t *skip, int d, int n_classes, int k,
+                           const int32_t *yval, int64_t n_val, int loo, int d, int n_classes, int k,
                            double t);
 
 typedef struct {
@@ -111,7 +110,7 @@ typedef struct {
     nn_ws *ws;             /* eval workspace for the k-NN images */
     int batch;
     float *x, *ftrain, *fval;
-    int64_t *self;         /* leave-one-out (no val stream): self[i] = i */
+    int loo;               /* leave-one-out on train (no val stream) */
 } simclr_knn;
 /* Load both labelled streams (same C x H x W; 1-channel images are repeated on 3 channels for a
  * 3-channel model) and allocate what an evaluation of m needs.  val_path NULL: a leave-one-out

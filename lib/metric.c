@@ -364,7 +364,7 @@ static void knn_heap_up(float *hs, int32_t *hi, int c)
 }
 
 int metric_knn_scores(const float *fref, const int32_t *yref, int64_t n_ref, const float *fq, int64_t n_q,
-                      const int64_t *skip, int d, int n_classes, int k, double t, float *scores,
+                      int64_t self0, int d, int n_classes, int k, double t, float *scores,
                       struct util_err *err)
 {
     if (n_q <= 0) return 0;
@@ -383,7 +383,7 @@ int metric_knn_scores(const float *fref, const int32_t *yref, int64_t n_ref, con
         if (n_ref > 0) nn_sgemm(0, 1, nb, (int)n_ref, d, 1.0f, fq + q0 * d, d, fref, d, 0.0f, sims, n_ref);
         for (int i = 0; i < nb; i++) {
             const float *s = sims + (int64_t)i * n_ref;
-            const int64_t left_out = skip ? skip[q0 + i] : -1;
+            const int64_t left_out = self0 >= 0 ? self0 + q0 + i : -1;
             int n = 0;
             for (int64_t j = 0; j < n_ref; j++) {
                 if (j == left_out) continue;

@@ -429,13 +429,13 @@ void simclr_update(simclr_trainer *t, double lr) { nn_optim_step(t->opt, lr); }
 /* ---------------------------------------------------------------- k-NN monitor ---- */
 
 double simclr_knn_accuracy(const float *ftrain, const int32_t *ytrain, int64_t n_train, const float *fval,
-                           const int32_t *yval, int64_t n_val, const int64_t *skip, int d, int n_classes, int k,
+                           const int32_t *yval, int64_t n_val, int loo, int d, int n_classes, int k,
                            double t)
 {
     if (n_val <= 0 || n_train <= 0) return NAN;
     struct util_err err = {{0}};
     float *scores = util_malloc((size_t)n_val * (size_t)n_classes, sizeof(float), &err);
-    if (!scores || metric_knn_scores(ftrain, ytrain, n_train, fval, n_val, skip, d, n_classes, k, t, scores, &err) < 0) {
+    if (!scores || metric_knn_scores(ftrain, ytrain, n_train, fval, n_val, loo ? 0 : -1, d, n_classes, k, t, scores, &err) < 0) {
         free(scores);
         return NAN;
     }
@@ -482,10 +482,7 @@ int simclr_knn_open(simclr_knn *k, const nn_model *m, const char *train_path, co
         !(k->ftrain = util_malloc((size_t)a->n * m->feat_dim, sizeof(float), err)) ||
         (b != a && !(k->fval = util_malloc((size_t)b->n * m->feat_dim, sizeof(float), err))))
         goto fail;
-    if (b == a) {   /* leave-one-out */
-        if (!(k->self = util_malloc((size_t)a->n, sizeof(int64_t), err))) goto fail;
-        for (int64_t i = 0; i < a->n; i++) k->self[i] = i;
-    }
+    k->loo = b == a;
     return 0;
 fail:
     simclr_knn_close(k);
@@ -500,7 +497,6 @@ void simclr_knn_close(simclr_knn *k)
     free(k->x);
     free(k->ftrain);
     free(k->fval);
-    free(k->self);
     memset(k, 0, sizeof *k);
 }
 
@@ -531,11 +527,11 @@ static void knn_features(simclr_knn *k, nn_model *m, const train_data *d, float 
 double simclr_knn_eval(simclr_knn *k, nn_model *m)
 {
     knn_features(k, m, &k->train, k->ftrain);
-    if (k->self)
-        return simclr_knn_accuracy(k->ftrain, k->train.labels, k->train.n, k->ftrain, k->train.labels, k->train.n,
-                                   k->self, m->feat_dim, k->n_classes, 200, 0.07);
+    if (k->loo)
+        return simclr_knn_accuracy(k->ftrain, k->train.labels, k->train.n, k->ftrain, k->train.labels, k->train.n, 1,
+                                   m->feat_dim, k->n_classes, 200, 0.07);
     knn_features(k, m, &k->val, k->fval);
-    return simclr_knn_accuracy(k->ftrain, k->train.labels, k->train.n, k->fval, k->val.labels, k->val.n, NULL,
+    return simclr_knn_accuracy(k->ftrain, k->train.labels, k->train.n, k->fval, k->val.labels, k->val.n, 0,
                                m->feat_dim, k->n_classes, 200, 0.07);
 }
 

@@ -1084,7 +1084,6 @@ typedef struct {
     const char *path;  /* the input, for messages */
     const train_embed_opts *o;
     float *scores;     /* batch x knn_classes */
-    int64_t *skip;     /* batch: the reference row each record leaves out (knn_loo) */
     int64_t done;      /* records written so far */
 } embed_write_ctx;
 
@@ -1103,9 +1102,8 @@ static int embed_write(void *ctx, const tsz_rec *recs, int nb, float *y, int D, 
                 return util_err_set(err, "%s: record %lld (%s) is not record %lld of the k-NN reference (a "
                                     "leave-one-out probe runs a set against itself)", c->path, (long long)row,
                                     util_msgname(recs[i].name).s, (long long)row);
-            c->skip[i] = row;
         }
-        if (metric_knn_scores(o->knn_ref, o->knn_labels, o->knn_n, y, nb, o->knn_loo ? c->skip : NULL, D,
+        if (metric_knn_scores(o->knn_ref, o->knn_labels, o->knn_n, y, nb, o->knn_loo ? c->done : -1, D,
                               o->knn_classes, o->knn_k, o->knn_t, c->scores, err) < 0)
             return -1;
         y = c->scores, D = o->knn_classes;
@@ -1122,14 +1120,10 @@ int train_embed(nn_model *m, train_reader *in, tsz_writer *out, const train_embe
                 struct util_err *err)
 {
     embed_write_ctx c = {.out = out, .path = train_reader_path(in), .o = o};
-    if (o->knn_ref && (!(c.scores = util_malloc((size_t)o->batch * (size_t)o->knn_classes, sizeof(float), err)) ||
-                       !(c.skip = util_malloc((size_t)o->batch, sizeof(int64_t), err)))) {
-        free(c.scores);
+    if (o->knn_ref && !(c.scores = util_malloc((size_t)o->batch * (size_t)o->knn_classes, sizeof(float), err)))
         return -1;
-    }
     const int64_t n = embed_run(m, in, o, verbose, embed_write, &c, err);
     free(c.scores);
-    free(c.skip);
     return n < 0 ? -1 : 0;
 }
 

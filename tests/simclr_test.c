@@ -514,19 +514,19 @@ static void knn_tests(void)
     int32_t ytr[4] = {0, 1, 1, 1}, yva[1] = {0};
     ftr[0] = 1, ftr[1] = 0;
     for (int i = 1; i < 4; i++) ftr[2 * i] = cosf(1.047f + 0.01f * i), ftr[2 * i + 1] = sinf(1.047f + 0.01f * i);
-    double a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, NULL, 2, 2, 200, 0.07);
+    double a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 0, 2, 2, 200, 0.07);
     test_check(a == 1.0, "k-NN: one near neighbour outweighs three far ones at t 0.07 (accuracy %g, want 1)", a);
     /* with a temperature of 100 the weights are nearly equal and the majority wins */
-    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, NULL, 2, 2, 200, 100);
+    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 0, 2, 2, 200, 100);
     test_check(a == 0.0, "k-NN: at t 100 the majority wins (accuracy %g, want 0)", a);
     /* t 1e-4: exp(s / t) overflows a double; the votes are weighed relative to the best neighbour */
     float sc[2];
     struct util_err e = {{0}};
-    int rc = metric_knn_scores(ftr, ytr, 4, fva, 1, NULL, 2, 2, 200, 1e-4, sc, &e);
+    int rc = metric_knn_scores(ftr, ytr, 4, fva, 1, -1, 2, 2, 200, 1e-4, sc, &e);
     test_check(rc == 0 && sc[0] == 1.0f && sc[1] == 0.0f, "k-NN scores at t 1e-4: finite, all on the nearest (%g %g)",
                sc[0], sc[1]);
     /* k = 3 keeps the three most similar: the class-0 example and two class-1 ones */
-    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, NULL, 2, 2, 1, 0.07);
+    a = simclr_knn_accuracy(ftr, ytr, 4, fva, yva, 1, 0, 2, 2, 1, 0.07);
     test_check(a == 1.0, "k-NN: k 1 is the nearest neighbour (accuracy %g)", a);
     /* a bigger random case against brute force: 300 train, 40 val, 5 classes, 8-D, k 200 */
     util_rng r;
@@ -564,7 +564,7 @@ static void knn_tests(void)
             if (votes[c] > votes[best]) best = c;
         correct += best == yv[v];
     }
-    a = simclr_knn_accuracy(ft, yt, nt, fv, yv, nv, NULL, d, C, 200, 0.07);
+    a = simclr_knn_accuracy(ft, yt, nt, fv, yv, nv, 0, d, C, 200, 0.07);
     test_check(fabs(a - (double)correct / nv) < 1e-12 && a > 0.4,
                "k-NN 300 x 40, 5 classes, k 200: accuracy %.3f, brute force %.3f", a, (double)correct / nv);
     /* leave-one-out (embed --knn-loo): the 300 against themselves, row i skipped for query i, must give
@@ -572,17 +572,15 @@ static void knn_tests(void)
     enum { K = 20 };
     float *loo = malloc(sizeof(float) * nt * C), *self = malloc(sizeof(float) * nt * C), *rest = malloc(sizeof(float) * (nt - 1) * d);
     int32_t *yrest = malloc(sizeof(int32_t) * (nt - 1));
-    int64_t *skip = malloc(sizeof(int64_t) * nt);
-    for (int i = 0; i < nt; i++) skip[i] = i;
-    rc = metric_knn_scores(ft, yt, nt, ft, nt, skip, d, C, K, 0.07, loo, &e) |
-         metric_knn_scores(ft, yt, nt, ft, nt, NULL, d, C, K, 0.07, self, &e);
+    rc = metric_knn_scores(ft, yt, nt, ft, nt, 0, d, C, K, 0.07, loo, &e) |
+         metric_knn_scores(ft, yt, nt, ft, nt, -1, d, C, K, 0.07, self, &e);
     double worst = 0;
     int loo_right = 0, self_right = 0;
     for (int i = 0; i < nt && rc == 0; i++) {
         for (int j = 0, k = 0; j < nt; j++)
             if (j != i) memcpy(rest + k * d, ft + j * d, sizeof(float) * d), yrest[k++] = yt[j];
         float want[5];
-        rc |= metric_knn_scores(rest, yrest, nt - 1, ft + i * d, 1, NULL, d, C, K, 0.07, want, &e);
+        rc |= metric_knn_scores(rest, yrest, nt - 1, ft + i * d, 1, -1, d, C, K, 0.07, want, &e);
         int bl = 0, bs = 0;
         for (int c = 0; c < C; c++) {
             worst = fmax(worst, fabs(loo[i * C + c] - want[c]));
@@ -595,10 +593,10 @@ static void knn_tests(void)
                "k-NN leave-one-out, 300 against themselves, k %d: scores as with row i removed (max diff %.2g); "
                "accuracy %.3f (%.3f when each votes for itself)", K, worst, (double)loo_right / nt,
                (double)self_right / nt);
-    a = simclr_knn_accuracy(ft, yt, nt, ft, yt, nt, skip, d, C, K, 0.07);   /* the --knn-loo monitor */
+    a = simclr_knn_accuracy(ft, yt, nt, ft, yt, nt, 1, d, C, K, 0.07);   /* the --knn-loo monitor */
     test_check(a == (double)loo_right / nt, "k-NN monitor, leave-one-out: accuracy %.4f, from the scores %.4f", a,
                (double)loo_right / nt);
-    free(loo), free(self), free(rest), free(yrest), free(skip);
+    free(loo), free(self), free(rest), free(yrest);
     free(ft), free(fv), free(yt), free(yv);
 }
 
