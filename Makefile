@@ -36,7 +36,7 @@ TESTS     := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 LIBA      := $(BUILD)/libearsight.a
 
-.PHONY: all check check-san bench install uninstall clean deps deps-ok fuzz demo
+.PHONY: all check check-san check-fresh bench install uninstall clean deps deps-ok fuzz demo
 all: $(TOOLS) $(TESTS)
 
 $(BUILD)/%.o: %.c
@@ -73,6 +73,10 @@ check: deps-ok
 
 check-san:
 	@$(MAKE) --no-print-directory SAN=1 check
+
+# The README's two commands on a pristine Debian 12 tree (mmdebstrap, as root): make check, then make demo.
+check-fresh:
+	@sh tests/fresh-machine.sh --demo $(FRESH_OPTS)
 
 bench: deps-ok
 	@$(MAKE) --no-print-directory all $(BENCHES)

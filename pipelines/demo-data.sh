@@ -6,8 +6,9 @@
 #                packages' files), so that `wav2mel --esc50` reads them with their class names
 #   photos.txt   one high-resolution photo/wallpaper path a line (the SimCLR pre-training source)
 #   counts.md    clips per class and fold, and the sources with their licences (for the README)
-# Usage: demo-data.sh [--install] [--folds N] OUTDIR
-#   --install  first apt-get install the media packages that are missing (as root or through sudo)
+# Usage: demo-data.sh [--install] [--folds N] OUTDIR  |  demo-data.sh --packages
+#   --install   first apt-get install the media packages that are missing (as root or through sudo)
+#   --packages  print the media packages (for .ci/install-deps) and exit
 # Deterministic: the same installed packages give byte-identical files (C-locale sorting, no clock).
 # Each file is written under a temporary name and renamed, and rewritten only when its content
 # changes, so Make rules depending on them do not re-run needlessly.
@@ -23,9 +24,10 @@ install=0
 while [ $# -gt 0 ]; do
     case $1 in
         --install) install=1; shift ;;
+        --packages) echo "$PKGS"; exit 0 ;;
         --folds) FOLDS=$2; shift 2 ;;
         --folds=*) FOLDS=${1#--folds=}; shift ;;
-        -h|--help) sed -n '2,11s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
         -*) echo "demo-data.sh: unknown option $1" >&2; echo "try 'demo-data.sh --help'" >&2; exit 2 ;;
         *) break ;;
     esac

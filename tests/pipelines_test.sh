@@ -183,7 +183,7 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
         RUNS="$RUNS ft-simclr lin-simclr"
         COMPS="$COMPS ft-simclr-vs-ft-vanilla ft-simclr-vs-ft-supervised lin-simclr-vs-lin-vanilla"
     else
-        skip "esc50: SimCLR runs: tool $m2 not built yet"
+        fail "esc50: SimCLR runs: tool $m2 not built"
     fi
     # shellcheck disable=SC2086
     A() { make -f "$P/esc50.mk" ESC50=esc50 $SIMCLR SUP_IMAGES=sup "MEL_OPTS=--preset esc50 $SMALL_MEL" $TINY "$@"; }
@@ -213,7 +213,7 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
         else fail "esc50: make -n with other knobs left the tree out of date"; fi
     fi
 else
-    skip "esc50 pipeline: tool $miss not built yet"
+    fail "esc50 pipeline: tool $miss not built"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -242,7 +242,7 @@ if miss=$(have_tools $KFOLD_TOOLS); then
         check_noop us8k B
     fi
 else
-    skip "us8k pipeline: tool $miss not built yet"
+    fail "us8k pipeline: tool $miss not built"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -277,7 +277,7 @@ if miss=$(have_tools $KFOLD_TOOLS); then
         cd ..
     fi
 else
-    skip "gtzan pipeline: tool $miss not built yet"
+    fail "gtzan pipeline: tool $miss not built"
 fi
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,9 +309,9 @@ if [ -d /usr/share/hydrogen/data/drumkits ] && [ -d /usr/share/sonic-pi/samples 
             else fail "demo: second run changed: $changed"; fi
         fi
     else
-        skip "demo pipeline: tool $miss not built yet"
+        fail "demo pipeline: tool $miss not built"
     fi
 else
-    skip "demo: media packages not installed (make demo installs them)"
+    skip "demo: media packages not installed (Debian: $(sh "$P/demo-data.sh" --packages); make deps installs them)"
 fi
 finish
