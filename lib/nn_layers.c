@@ -260,7 +260,7 @@ static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, 
                         int h, int w, float *ws, size_t cap)
 {
     const nn_ukinfo *u = nn_ukernel_info();
-    if (!u) return 0;
+    if (!u || nn_precision() == NN_BF16) return 0;   /* bf16: im2col + nn_bf16_gemm */
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     if ((size_t)K * cpad > cap) return 0;
@@ -395,7 +395,7 @@ static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, in
                            int w)
 {
     const nn_ukinfo *u = nn_ukernel_info();
-    if (!u) return 0;
+    if (!u || nn_precision() == NN_BF16) return 0;   /* bf16: im2col + nn_bf16_gemm */
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     /* blocks of at most sb kernel rows, as many as a multiple of the thread count (each packs all of dy) */
@@ -446,7 +446,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
     const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
     if (conv_direct(l, x_nchw)) {
-        nn_sgemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, beta, y, ldy);
+        nn_gemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, beta, y, ldy);
         return;
     }
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
@@ -456,7 +456,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
         im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-        nn_sgemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, beta, y + n0 * hwo, ldy);
+        nn_gemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, beta, y + n0 * hwo, ldy);
     }
 }
 
@@ -484,9 +484,9 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
         for (int c = 0; c < l->c_out; c++) l->db[c] += (float)nn_sum(dy + c * ldy, ldy);
     }
     if (conv_direct(l, x_nchw)) {
-        nn_sgemm(0, 1, l->c_out, l->c_in, (int)ldy, 1.0f, dy, ldy, x, ldy, 1.0f, l->dw, l->c_in);
+        nn_gemm(0, 1, l->c_out, l->c_in, (int)ldy, 1.0f, dy, ldy, x, ldy, 1.0f, l->dw, l->c_in);
         if (dx)
-            nn_sgemm(1, 0, l->c_in, (int)ldy, l->c_out, 1.0f, l->w, l->c_in, dy, ldy, dx_add ? 1.0f : 0.0f,
+            nn_gemm(1, 0, l->c_in, (int)ldy, l->c_out, 1.0f, l->w, l->c_in, dy, ldy, dx_add ? 1.0f : 0.0f,
                      dx, ldy);
         return;
     }
@@ -503,10 +503,10 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
             const int64_t cols = cn * hwo;
             if (!dw_done) {
                 im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-                nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
+                nn_gemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
             }
             if (dx && !transposed) {
-                nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
+                nn_gemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
                 col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
             }
         }
@@ -744,7 +744,7 @@ void nn_bn1d_backward(const nn_bn *l, float *dx, float *dy, const float *y, int 
 
 void nn_linear_forward(const nn_linear *l, float *y, const float *x, int n)
 {
-    nn_sgemm(0, 1, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    nn_gemm(0, 1, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
     if (l->b)
         for (int i = 0; i < n; i++)
             for (int o = 0; o < l->out; o++) y[(int64_t)i * l->out + o] += l->b[o];
@@ -752,14 +752,14 @@ void nn_linear_forward(const nn_linear *l, float *y, const float *x, int n)
 
 void nn_linear_backward(const nn_linear *l, float *dx, const float *dy, const float *x, int n)
 {
-    nn_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
+    nn_gemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
     if (l->db)
         for (int o = 0; o < l->out; o++) {
             double s = 0;
             for (int i = 0; i < n; i++) s += dy[(int64_t)i * l->out + o];
             l->db[o] += (float)s;
         }
-    if (dx) nn_sgemm(0, 0, n, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
+    if (dx) nn_gemm(0, 0, n, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
 }
 
 /* ---------------------------------------------------------------- relu, pooling, dropout ---- */
