@@ -241,6 +241,7 @@ BF16_TARGET static void kernel(int kp, const uint32_t *ap, const uint32_t *bp, f
                                int nr, float alpha, float beta, int first)
 {
     ROW_DECL(0); ROW_DECL(1); ROW_DECL(2); ROW_DECL(3); ROW_DECL(4); ROW_DECL(5);
+#pragma GCC unroll 4
     for (int r = 0; r < kp; r++) {
         const __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16);
         const __m512bh b2 = (__m512bh)_mm512_load_si512(bp + 32), b3 = (__m512bh)_mm512_load_si512(bp + 48);
