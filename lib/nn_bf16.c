@@ -27,6 +27,7 @@
 static int precision = NN_FP32;
 static uint32_t *bbuf[MAX_THREADS];   /* per thread: packed B block, KC/2 x NC words */
 static uint32_t *abuf[MAX_THREADS];   /* per thread: packed A block, MC x KC/2 words */
+static float *tbuf[MAX_THREADS];      /* per thread: one fp32 B panel from a fill callback, KC x NR */
 static int n_buf;
 
 uint16_t nn_bf16_round(float f)
@@ -67,9 +68,10 @@ static int alloc_buffers(int n)
     for (int t = n_buf; t < n && t < MAX_THREADS; t++) {
         bbuf[t] = aligned_alloc(64, (size_t)KC / 2 * NC * 4);
         abuf[t] = aligned_alloc(64, (size_t)MC * KC / 2 * 4);
-        if (!bbuf[t] || !abuf[t]) {
-            free(bbuf[t]), free(abuf[t]);
-            bbuf[t] = abuf[t] = NULL;
+        tbuf[t] = aligned_alloc(64, (size_t)KC * NR * 4);
+        if (!bbuf[t] || !abuf[t] || !tbuf[t]) {
+            free(bbuf[t]), free(abuf[t]), free(tbuf[t]);
+            bbuf[t] = abuf[t] = NULL, tbuf[t] = NULL;
             return -1;
         }
         n_buf = t + 1;
@@ -126,6 +128,16 @@ BF16_TARGET static inline __m512i round16(__m512 v)
     return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
 }
 
+/* out[i] = bf16 src[2i] | bf16 src[2i+1] << 16, i < 16: 32 consecutive floats as 16 depth pairs. */
+BF16_TARGET static inline void pairs16(uint32_t *out, const float *src)
+{
+    const __m512i v0 = round16(_mm512_loadu_ps(src)), v1 = round16(_mm512_loadu_ps(src + 16));
+    /* the bf16 of lane l sits in 16-bit word 2l: gather words 0, 2, .., 62 of (v0, v1) in order */
+    const __m512i idx = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30, 28, 26,
+                                         24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(v0, idx, v1));
+}
+
 /* B block rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 into panels of NR columns: panel q holds kl/2 (rounded
  * up) groups of NR words, word j of group r = bf16 B(p0+2r, j) | bf16 B(p0+2r+1, j) << 16; zero padded. */
 BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
@@ -158,17 +170,8 @@ BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ld
                 const float *src = b + (int64_t)(jq + j) * ldb + p0;
                 int r = 0;
                 for (; 2 * r + 32 <= kl; r += 16) {
-                    /* 32 consecutive floats -> 16 pairs: even lanes low, odd lanes high */
-                    const __m512i v0 = round16(_mm512_loadu_ps(src + 2 * r));
-                    const __m512i v1 = round16(_mm512_loadu_ps(src + 2 * r + 16));
-                    /* lanes hold bf16 in low half: pack pairs (2i, 2i+1) -> word i */
-                    const __m512i idx = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36,
-                                                         34, 32, 30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8,
-                                                         6, 4, 2, 0);
-                    const __m512i w = _mm512_permutex2var_epi16(v0, idx, v1);   /* 32 bf16 in order */
                     uint32_t tmp[16];
-                    _mm256_storeu_si256((__m256i *)tmp, _mm512_castsi512_si256(w));
-                    _mm256_storeu_si256((__m256i *)(tmp + 8), _mm512_extracti64x4_epi64(w, 1));
+                    pairs16(tmp, src + 2 * r);
                     for (int i = 0; i < 16; i++) pd[(int64_t)(r + i) * NR + j] = tmp[i];
                 }
                 for (; r < kp; r++) pd[(int64_t)r * NR + j] = pair(src[2 * r], 2 * r + 1 < kl ? src[2 * r + 1] : 0.0f);
@@ -190,7 +193,14 @@ BF16_TARGET static void pack_a(uint32_t *dst, int ta, const float *a, int64_t ld
                 for (int r = 0; r < kp; r++) pd[r * MR + i] = 0;
                 continue;
             }
-            for (int r = 0; r < kp; r++) {
+            int r = 0;
+            if (!ta)
+                for (; 2 * r + 32 <= kl; r += 16) {
+                    uint32_t tmp[16];
+                    pairs16(tmp, a + (int64_t)(i0 + ii) * lda + p0 + 2 * r);
+                    for (int t = 0; t < 16; t++) pd[(r + t) * MR + i] = tmp[t];
+                }
+            for (; r < kp; r++) {
                 const int p = p0 + 2 * r;
                 float v0, v1 = 0.0f;
                 if (!ta) {
@@ -309,7 +319,69 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
                   c + (int64_t)lo * ldc, ldc);
     }
 }
+
+/* One thread's share of nn_bf16_gemm_fill: columns [j0, j0 + n) of C. */
+#define NCF 512
+BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
+                                   void *ctx, int j0, float beta, float *c, int64_t ldc)
+{
+    uint32_t *bp = bbuf[t], *ap = abuf[t];
+    float *tb = tbuf[t];
+    for (int jc = 0; jc < n; jc += NCF) {
+        const int nl = n - jc < NCF ? n - jc : NCF;
+        for (int pc = 0; pc < k; pc += KC) {
+            const int kl = k - pc < KC ? k - pc : KC, kp = (kl + 1) / 2;
+            for (int q = 0; q * NR < nl; q++) {
+                const int len = nl - q * NR < NR ? nl - q * NR : NR, jq = j0 + jc + q * NR;
+                if (!bt) {   /* t[p][j]: kl rows of len values */
+                    fill(ctx, tb, NR, pc, kl, jq, len);
+                    pack_b(bp + (int64_t)q * kp * NR, 0, tb, NR, 0, kl, 0, len);
+                } else {     /* t[j][p]: len rows of kl values */
+                    fill(ctx, tb, KC, jq, len, pc, kl);
+                    pack_b(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
+                }
+            }
+            for (int ic = 0; ic < m; ic += MC) {
+                const int ml = m - ic < MC ? m - ic : MC;
+                pack_a(ap, 0, a, lda, ic, ml, pc, kl);
+                for (int jr = 0; jr < nl; jr += NR) {
+                    const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
+                    const int nr = nl - jr < NR ? nl - jr : NR;
+                    for (int ir = 0; ir < ml; ir += MR) {
+                        const int mr = ml - ir < MR ? ml - ir : MR;
+                        kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jc + jr,
+                               ldc, mr, nr, 1.0f, beta, pc == 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const double work = (double)m * n * k;
+    int nt = work < SMALL_GEMM ? 1 : nn_threads();
+    if (nt > n_buf) nt = n_buf;
+    if (nt <= 1) {
+        gemm_fill1(0, m, n, k, a, lda, bt, fill, ctx, 0, beta, c, ldc);
+        return;
+    }
+    const int chunk = ((n + nt - 1) / nt + NR - 1) / NR * NR;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; t++) {
+        const int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, ctx, lo, beta, c + lo, ldc);
+    }
+}
 #else
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc)
+{
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)bt, (void)fill, (void)ctx, (void)beta, (void)c, (void)ldc;
+}
 void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
                   int64_t ldb, float beta, float *c, int64_t ldc)
 {

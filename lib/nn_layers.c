@@ -253,14 +253,18 @@ static void pack_cols(float *dst, int S, const float *x, int64_t sc, int64_t sn,
     }
 }
 
+static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
+                     int n, int h, int w, int dw);
+
 /* y = conv(x) (beta 0) or y += conv(x) (beta 1) through the micro-kernel.  The kernel is packed into ws:
  * for each depth block, panels of C channels (zero-padded).  Each output tile is computed by one thread
  * with a fixed depth order, so results do not depend on the thread count.  0 if not possible. */
 static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n,
                         int h, int w, float *ws, size_t cap)
 {
+    if (nn_precision() == NN_BF16) return conv_bf16(l, y, beta, NULL, x, sc, sn, n, h, w, 0);
     const nn_ukinfo *u = nn_ukernel_info();
-    if (!u || nn_precision() == NN_BF16) return 0;   /* bf16: im2col + nn_bf16_gemm */
+    if (!u) return 0;
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     if ((size_t)K * cpad > cap) return 0;
@@ -333,6 +337,35 @@ static void gather_rows(float *t, int64_t ldt, const float *x, int64_t sc, int64
     }
 }
 
+/* --precision bf16: the same implicit column matrix, gathered block by block into the bf16 GEMM's
+ * fp32 staging panel (cache-resident) instead of an im2col buffer. */
+typedef struct {
+    const nn_conv *l;
+    const float *x;
+    int64_t sc, sn;
+    int h, w, ho, wo;
+} bf16_ctx;
+
+static void bf16_fill(void *ctx, float *t, int64_t ldt, int r0, int nr, int64_t s0, int sl)
+{
+    const bf16_ctx *c = ctx;
+    gather_rows(t, ldt, c->x, c->sc, c->sn, c->l, c->h, c->w, c->ho, c->wo, r0, nr, s0, sl);
+}
+
+/* y = conv(x) (+ beta y) or, dw 1, l->dw += dy . col^T, through nn_bf16_gemm_fill. */
+static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
+                     int n, int h, int w, int dw)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int K = l->c_in * l->k * l->k;
+    const int64_t cols = (int64_t)n * ho * wo;
+    if (cols > 0x7fffffff) return 0;
+    bf16_ctx c = {l, x, sc, sn, h, w, ho, wo};
+    if (dw) nn_bf16_gemm_fill(l->c_out, K, (int)cols, dy, cols, 1, bf16_fill, &c, 1.0f, l->dw, K);
+    else nn_bf16_gemm_fill(l->c_out, (int)cols, K, l->w, K, 0, bf16_fill, &c, beta, out, cols);
+    return 1;
+}
+
 typedef float v8sf __attribute__((vector_size(32)));
 typedef int v8si __attribute__((vector_size(32)));
 
@@ -394,8 +427,9 @@ NN_SIMD static void transpose_pack(float *dst, int W, const float *src, int64_t 
 static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h,
                            int w)
 {
+    if (nn_precision() == NN_BF16) return conv_bf16(l, NULL, 1.0f, dy, x, sc, sn, n, h, w, 1);
     const nn_ukinfo *u = nn_ukernel_info();
-    if (!u || nn_precision() == NN_BF16) return 0;   /* bf16: im2col + nn_bf16_gemm */
+    if (!u) return 0;
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
     const int K = l->c_in * l->k * l->k, cpad = (l->c_out + C - 1) / C * C;
     /* blocks of at most sb kernel rows, as many as a multiple of the thread count (each packs all of dy) */
