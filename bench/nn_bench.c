@@ -1,7 +1,9 @@
 /* nn_bench: throughput of the engine next to BLIS's own sgemm measured in the same run.
  * Training steps (forward, cross-entropy, backward, SGD update) in images/s and achieved GFLOP/s
  * (3x the forward FLOPs of convolutions and linear layers), inference in images/s.
- * Usage: nn_bench [-j THREADS] [-s STEPS] [CASE...]   cases: sgemm r18train r50train r18infer */
+ * Usage: nn_bench [-j THREADS] [-s STEPS] [-p fp32|bf16] [CASE...]
+ * cases: sgemm r18train r50train r18infer, and those of the bf16 bench: r18train3 r50train3 r18infer3 (3x128x250)
+ * and r18simclr (the ResNet-18 train step of SimCLR at 64x64, 2 x 256 views, imagenet stem, 10-way fc). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,20 +116,27 @@ static int want(int argc, char **argv, int first, const char *s)
 
 int main(int argc, char **argv)
 {
-    int threads = util_ncpu(), steps = 3, opt;
-    while ((opt = getopt(argc, argv, "j:s:")) != -1) {
+    int threads = util_ncpu(), steps = 3, opt, prec = NN_FP32;
+    while ((opt = getopt(argc, argv, "j:s:p:")) != -1) {
         if (opt == 'j') threads = atoi(optarg);
+        else if (opt == 'p' && (prec = nn_precision_from_name(optarg)) >= 0) continue;
         else if (opt == 's') steps = atoi(optarg);
         else {
-            fprintf(stderr, "usage: nn_bench [-j THREADS] [-s STEPS] [sgemm r18train r50train r18infer]\n");
+            fprintf(stderr, "usage: nn_bench [-j THREADS] [-s STEPS] [-p fp32|bf16] [CASE...]\n");
             return 2;
         }
     }
     const char *arch = nn_init();
     nn_set_threads(threads);
+    struct util_err perr = {{0}};
+    if (nn_set_precision(prec, &perr) < 0) {
+        fprintf(stderr, "nn_bench: %s\n", perr.msg);
+        return 1;
+    }
     int all = optind >= argc;
 #define WANT(s) (all || want(argc, argv, optind, s))
-    printf("nn_bench: BLIS kernels %s, %d threads, best of %d steps\n", arch, threads, steps);
+    printf("nn_bench: BLIS kernels %s, %d threads, best of %d steps, precision %s\n", arch, threads, steps,
+           nn_precision_name(prec));
     double peak = 0, peak_cpu = 0, ecpu;
     if (WANT("sgemm")) {
         peak = sgemm_rate(3072, 3, threads, 0, &peak_cpu);
@@ -140,9 +149,13 @@ int main(int argc, char **argv)
         {"r18train", "resnet18", 1, 128, 256, 32, 1},
         {"r50train", "resnet50", 3, 128, 250, 32, 1},
         {"r18infer", "resnet18", 1, 128, 256, 64, 0},
+        {"r18train3", "resnet18", 3, 128, 250, 32, 1},
+        {"r50train3", "resnet50", 3, 128, 250, 32, 1},
+        {"r18infer3", "resnet18", 3, 128, 250, 64, 0},
+        {"r18simclr", "resnet18", 3, 64, 64, 512, 1},
     };
-    for (int i = 0; i < 3; i++) {
-        if (!WANT(cases[i].name)) continue;
+    for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        if (!(i < 3 ? WANT(cases[i].name) : want(argc, argv, optind, cases[i].name))) continue;
         double fl, cs;
         size_t bytes;
         double t = run(cases[i].arch, cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, cases[i].train, steps, &fl,
@@ -155,7 +168,8 @@ int main(int argc, char **argv)
         if (peak > 0) printf(" = %.0f%% of sgemm", 100 * gf / peak);
         printf("; per CPU-second x %d: %.1f GFLOP/s", threads, gf_cpu);
         if (peak_cpu > 0) printf(" = %.0f%% of sgemm's", 100 * gf_cpu / peak_cpu);
-        printf(" (workspace %zu MiB)\n", bytes >> 20);
+        printf(" (workspace %zu MiB); %.2f images per CPU-second x %d\n", bytes >> 20,
+               cases[i].batch / cs * threads, threads);
         fflush(stdout);
     }
     return 0;

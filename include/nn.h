@@ -45,6 +45,29 @@ int nn_threads(void);
 void nn_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
 
+/* Precision of the convolutions' and linear layers' products (process-wide, like the thread count).
+ * NN_FP32 (default): exact fp32 through BLIS.  NN_BF16: both operands rounded to bfloat16 (round to
+ * nearest even) and every product summed in fp32, as torch's CPU autocast; parameters, gradients,
+ * activations, batch norm and the optimiser stay fp32.  Needs AVX512_BF16 (cpuid; the environment
+ * variable EARSIGHT_NO_BF16=1 makes the engine act as if the CPU lacked it).  nn_set_precision returns
+ * -1 with err set when the CPU cannot run bf16 (no fallback: the caller asked for something specific). */
+enum nn_precision { NN_FP32 = 0, NN_BF16 = 1 };
+int nn_set_precision(int p, struct util_err *err);
+int nn_precision(void);
+int nn_cpu_has_bf16(void);
+const char *nn_precision_name(int p);          /* "fp32", "bf16" */
+int nn_precision_from_name(const char *s);     /* -1 if unknown */
+/* As nn_sgemm, with A and B rounded to bf16 and fp32 sums (only after nn_set_precision(NN_BF16) succeeded,
+ * which allocates its packing buffers).  Bit-identical for any thread count. */
+void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+                  const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* nn_sgemm or nn_bf16_gemm, by nn_precision(): what the layers call. */
+void nn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+             const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* Round-to-nearest-even float -> bf16 bits (NaN stays NaN), and back (exact). */
+uint16_t nn_bf16_round(float f);
+float nn_bf16_to_float(uint16_t h);
+
 /* ---------------------------------------------------------------------------- layers ---- */
 /* Forward and backward of one layer.  Backward ADDS into parameter gradients (dw, db) and WRITES the
  * input gradient dx unless a flag says otherwise.  Shapes in comments; (C, N, H, W) is channel-major. */

@@ -46,4 +46,12 @@ void nn_ukernel(int m, int n, int k, const float *a, const float *b, float beta,
  * with less it falls back to im2col + GEMM. */
 size_t nn_conv_ws_fast(const nn_conv *l, int x_nchw);
 
+/* bf16 GEMM whose B operand is produced block by block by a callback (the convolutions' implicit
+ * im2col, so that no column matrix is written to memory): C (m x n) = A (m x k, row-major, lda) B + beta C.
+ * fill(ctx, t, ldt, r0, nr, s0, sl) writes nr rows r0.. of sl values s0.. row-major into t (row stride ldt):
+ * bt 0: rows are depth (B rows), values columns of C; bt 1: rows are columns of C, values depth. */
+typedef void (*nn_bf16_fill)(void *ctx, float *t, int64_t ldt, int r0, int nr, int64_t s0, int sl);
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc);
+
 #endif

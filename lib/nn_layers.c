@@ -253,12 +253,16 @@ static void pack_cols(float *dst, int S, const float *x, int64_t sc, int64_t sn,
     }
 }
 
+static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
+                     int n, int h, int w, int dw);
+
 /* y = conv(x) (beta 0) or y += conv(x) (beta 1) through the micro-kernel.  The kernel is packed into ws:
  * for each depth block, panels of C channels (zero-padded).  Each output tile is computed by one thread
  * with a fixed depth order, so results do not depend on the thread count.  0 if not possible. */
 static int conv_ukernel(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n,
                         int h, int w, float *ws, size_t cap)
 {
+    if (nn_precision() == NN_BF16) return conv_bf16(l, y, beta, NULL, x, sc, sn, n, h, w, 0);
     const nn_ukinfo *u = nn_ukernel_info();
     if (!u) return 0;
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
@@ -333,6 +337,35 @@ static void gather_rows(float *t, int64_t ldt, const float *x, int64_t sc, int64
     }
 }
 
+/* --precision bf16: the same implicit column matrix, gathered block by block into the bf16 GEMM's
+ * fp32 staging panel (cache-resident) instead of an im2col buffer. */
+typedef struct {
+    const nn_conv *l;
+    const float *x;
+    int64_t sc, sn;
+    int h, w, ho, wo;
+} bf16_ctx;
+
+static void bf16_fill(void *ctx, float *t, int64_t ldt, int r0, int nr, int64_t s0, int sl)
+{
+    const bf16_ctx *c = ctx;
+    gather_rows(t, ldt, c->x, c->sc, c->sn, c->l, c->h, c->w, c->ho, c->wo, r0, nr, s0, sl);
+}
+
+/* y = conv(x) (+ beta y) or, dw 1, l->dw += dy . col^T, through nn_bf16_gemm_fill. */
+static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
+                     int n, int h, int w, int dw)
+{
+    const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
+    const int K = l->c_in * l->k * l->k;
+    const int64_t cols = (int64_t)n * ho * wo;
+    if (cols > 0x7fffffff) return 0;
+    bf16_ctx c = {l, x, sc, sn, h, w, ho, wo};
+    if (dw) nn_bf16_gemm_fill(l->c_out, K, (int)cols, dy, cols, 1, bf16_fill, &c, 1.0f, l->dw, K);
+    else nn_bf16_gemm_fill(l->c_out, (int)cols, K, l->w, K, 0, bf16_fill, &c, beta, out, cols);
+    return 1;
+}
+
 typedef float v8sf __attribute__((vector_size(32)));
 typedef int v8si __attribute__((vector_size(32)));
 
@@ -394,6 +427,7 @@ NN_SIMD static void transpose_pack(float *dst, int W, const float *src, int64_t 
 static int conv_dw_ukernel(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h,
                            int w)
 {
+    if (nn_precision() == NN_BF16) return conv_bf16(l, NULL, 1.0f, dy, x, sc, sn, n, h, w, 1);
     const nn_ukinfo *u = nn_ukernel_info();
     if (!u) return 0;
     const int S = u->spatial_a ? u->mr : u->nr, C = u->spatial_a ? u->nr : u->mr, KC = u->kc;
@@ -446,7 +480,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     const int ho = nn_out_size(h, l->k, l->stride, l->pad), wo = nn_out_size(w, l->k, l->stride, l->pad);
     const int64_t hwo = (int64_t)ho * wo, ldy = n * hwo, kk = (int64_t)l->c_in * l->k * l->k;
     if (conv_direct(l, x_nchw)) {
-        nn_sgemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, beta, y, ldy);
+        nn_gemm(0, 0, l->c_out, (int)ldy, l->c_in, 1.0f, l->w, l->c_in, x, ldy, beta, y, ldy);
         return;
     }
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
@@ -456,7 +490,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
         im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-        nn_sgemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, beta, y + n0 * hwo, ldy);
+        nn_gemm(0, 0, l->c_out, (int)(cn * hwo), (int)kk, 1.0f, l->w, kk, col, cn * hwo, beta, y + n0 * hwo, ldy);
     }
 }
 
@@ -484,9 +518,9 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
         for (int c = 0; c < l->c_out; c++) l->db[c] += (float)nn_sum(dy + c * ldy, ldy);
     }
     if (conv_direct(l, x_nchw)) {
-        nn_sgemm(0, 1, l->c_out, l->c_in, (int)ldy, 1.0f, dy, ldy, x, ldy, 1.0f, l->dw, l->c_in);
+        nn_gemm(0, 1, l->c_out, l->c_in, (int)ldy, 1.0f, dy, ldy, x, ldy, 1.0f, l->dw, l->c_in);
         if (dx)
-            nn_sgemm(1, 0, l->c_in, (int)ldy, l->c_out, 1.0f, l->w, l->c_in, dy, ldy, dx_add ? 1.0f : 0.0f,
+            nn_gemm(1, 0, l->c_in, (int)ldy, l->c_out, 1.0f, l->w, l->c_in, dy, ldy, dx_add ? 1.0f : 0.0f,
                      dx, ldy);
         return;
     }
@@ -503,10 +537,10 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
             const int64_t cols = cn * hwo;
             if (!dw_done) {
                 im2col(col, x, sc, sn, l, n0, cn, h, w, ho, wo);
-                nn_sgemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
+                nn_gemm(0, 1, l->c_out, (int)kk, (int)cols, 1.0f, dy + n0 * hwo, ldy, col, cols, 1.0f, l->dw, kk);
             }
             if (dx && !transposed) {
-                nn_sgemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
+                nn_gemm(1, 0, (int)kk, (int)cols, l->c_out, 1.0f, l->w, kk, dy + n0 * hwo, ldy, 0.0f, col, cols);
                 col2im(dx, dx_add, col, sc, sn, l, n0, cn, h, w, ho, wo);
             }
         }
@@ -744,7 +778,7 @@ void nn_bn1d_backward(const nn_bn *l, float *dx, float *dy, const float *y, int 
 
 void nn_linear_forward(const nn_linear *l, float *y, const float *x, int n)
 {
-    nn_sgemm(0, 1, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
+    nn_gemm(0, 1, n, l->out, l->in, 1.0f, x, l->in, l->w, l->in, 0.0f, y, l->out);
     if (l->b)
         for (int i = 0; i < n; i++)
             for (int o = 0; o < l->out; o++) y[(int64_t)i * l->out + o] += l->b[o];
@@ -752,14 +786,14 @@ void nn_linear_forward(const nn_linear *l, float *y, const float *x, int n)
 
 void nn_linear_backward(const nn_linear *l, float *dx, const float *dy, const float *x, int n)
 {
-    nn_sgemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
+    nn_gemm(1, 0, l->out, l->in, n, 1.0f, dy, l->out, x, l->in, 1.0f, l->dw, l->in);
     if (l->db)
         for (int o = 0; o < l->out; o++) {
             double s = 0;
             for (int i = 0; i < n; i++) s += dy[(int64_t)i * l->out + o];
             l->db[o] += (float)s;
         }
-    if (dx) nn_sgemm(0, 0, n, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
+    if (dx) nn_gemm(0, 0, n, l->in, l->out, 1.0f, dy, l->out, l->w, l->in, 0.0f, dx, l->in);
 }
 
 /* ---------------------------------------------------------------- relu, pooling, dropout ---- */

@@ -16,7 +16,7 @@
 
 struct opts {
     const char *model, *input, *output, *layer, *knn;
-    int kind, batch, threads, level, raw, verbose, knn_k, knn_loo;
+    int kind, batch, threads, level, raw, verbose, knn_k, knn_loo, precision;
     double knn_t;
     weights_opts wo;          /* --key, --strip-prefix for safetensors/PyTorch models */
     const char **strip;
@@ -46,6 +46,8 @@ static void usage(void)
            "                       votes for itself (REF, if given, must be INPUT record for record)\n"
            "  -b, --batch=N        records per forward pass (default 64)\n"
            "  -j, --threads=N      threads (default: all cores)\n"
+           "      --precision=P    fp32 (default) or bf16: convolutions and linear layers take\n"
+           "                       bf16-rounded operands and sum in fp32 (needs AVX512_BF16)\n"
            "      --level=N        zstd level 1..19 (default 3)\n"
            "      --raw            write the stream uncompressed\n"
            "  -v, --verbose        show progress even when stderr is not a terminal\n"
@@ -57,7 +59,7 @@ static void usage(void)
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT, O_KNN, O_KNN_K, O_KNN_T, O_KNN_LOO };
+    enum { O_LOGITS = 256, O_PROBS, O_LAYER, O_LEVEL, O_RAW, O_KEY, O_STRIP, O_NON_STRICT, O_KNN, O_KNN_K, O_KNN_T, O_KNN_LOO, O_PREC };
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"output", required_argument, 0, 'o'},
         {"logits", no_argument, 0, O_LOGITS}, {"probs", no_argument, 0, O_PROBS},
@@ -67,7 +69,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"version", no_argument, 0, 'V'}, {"key", required_argument, 0, O_KEY},
         {"strip-prefix", required_argument, 0, O_STRIP}, {"non-strict", no_argument, 0, O_NON_STRICT},
         {"knn", required_argument, 0, O_KNN}, {"knn-k", required_argument, 0, O_KNN_K},
-        {"knn-t", required_argument, 0, O_KNN_T}, {"knn-loo", no_argument, 0, O_KNN_LOO}, {0, 0, 0, 0}};
+        {"knn-t", required_argument, 0, O_KNN_T}, {"knn-loo", no_argument, 0, O_KNN_LOO},
+        {"precision", required_argument, 0, O_PREC}, {0, 0, 0, 0}};
     opterr = 0;
     if (!(o->strip = calloc((size_t)argc + 1, sizeof *o->strip))) {
         fprintf(stderr, "embed: out of memory\n");
@@ -83,6 +86,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_LAYER: o->layer = optarg, n_kind++; break;
         case 'b': o->batch = (int)util_opt_long("--batch", optarg, 1, 65536); break;
         case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
+        case O_PREC:
+            if ((o->precision = nn_precision_from_name(optarg)) < 0)
+                util_usage_error("--precision: '%s' is not fp32 or bf16", optarg);
+            break;
         case O_LEVEL: o->level = (int)util_opt_long("--level", optarg, 1, 19); break;
         case O_RAW: o->raw = 1; break;
         case 'v': o->verbose = 1; break;
@@ -160,6 +167,7 @@ int main(int argc, char **argv)
     tsz_attrs_init(&a);
     int rc = 1;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
+    if (nn_set_precision(o.precision, &err) < 0) goto done;
     if (!(m = train_load_model_ex(o.model, &o.wo, NULL, o.wflags, stderr, &mattrs, &err))) goto done;
     if (o.layer && nn_layer_channels(m, o.layer) < 0) {
         util_err_set(&err, "%s: unknown layer '%s' (conv1, %slayer1..layer4, layerN.B, avgpool)", o.model, o.layer,

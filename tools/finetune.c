@@ -18,6 +18,7 @@ struct opts {
     const char *input, *output, *val, *best, *init, *log, *curves, *ckpt;
     const char *arch, *stem;
     int width, classes, freeze, epochs, batch, optimizer, schedule, step_size, warmup, shuffle, threads;
+    int precision;            /* enum nn_precision */
     int no_ckpt, resume, keep_ckpt, verbose, nesterov, exclude_bn_bias;
     int set_arch, set_width, set_stem, set_epochs;
     weights_opts wo;          /* --key, --strip-prefix for a safetensors/PyTorch --init */
@@ -65,6 +66,8 @@ static void usage(void)
            "      --seed=N             initialisation, example order and dropout (default 1)\n"
            "      --no-shuffle         visit the examples in stream order every epoch\n"
            "  -j, --threads=N          threads (default: all cores)\n"
+           "      --precision=P        fp32 (default) or bf16: convolutions and linear layers take\n"
+           "                           bf16-rounded operands and sum in fp32 (needs AVX512_BF16)\n"
            "      --log=FILE           one TSV row per epoch: losses, accuracies, lr, images/s, seconds\n"
            "      --curves=FILE        loss and accuracy curves as a PNG\n"
            "      --checkpoint=FILE    checkpoint after every epoch (default MODEL.ckpt)\n"
@@ -83,7 +86,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     enum {
         O_VAL = 256, O_BEST, O_INIT, O_CLASSES, O_ARCH, O_WIDTH, O_STEM, O_FREEZE, O_DROPOUT, O_EPOCHS, O_LR, O_WD,
         O_WDX, O_OPTIM, O_MOM, O_NEST, O_SCHED, O_STEP, O_GAMMA, O_WARM, O_SMOOTH, O_SEED, O_NOSHUF, O_LOG, O_CURVES,
-        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP, O_KEY, O_STRIP, O_NON_STRICT
+        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP, O_KEY, O_STRIP, O_NON_STRICT, O_PREC
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"val", required_argument, 0, O_VAL},
@@ -99,6 +102,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"gamma", required_argument, 0, O_GAMMA}, {"warmup", required_argument, 0, O_WARM},
         {"label-smoothing", required_argument, 0, O_SMOOTH}, {"seed", required_argument, 0, O_SEED},
         {"no-shuffle", no_argument, 0, O_NOSHUF}, {"threads", required_argument, 0, 'j'},
+        {"precision", required_argument, 0, O_PREC},
         {"log", required_argument, 0, O_LOG}, {"curves", required_argument, 0, O_CURVES},
         {"checkpoint", required_argument, 0, O_CKPT}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
@@ -155,6 +159,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case O_SEED: o->seed = (unsigned long long)util_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case O_NOSHUF: o->shuffle = 0; break;
         case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
+        case O_PREC:
+            if ((o->precision = nn_precision_from_name(optarg)) < 0)
+                util_usage_error("--precision: '%s' is not fp32 or bf16", optarg);
+            break;
         case O_LOG: o->log = optarg; break;
         case O_CURVES: o->curves = optarg; break;
         case O_CKPT: o->ckpt = optarg; break;
@@ -221,6 +229,7 @@ int main(int argc, char **argv)
     char *ckpt = NULL, *best = NULL, *fp = NULL;
     int rc = 1;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
+    if (nn_set_precision(o.precision, &err) < 0) goto done;
 
     /* An augment stream of several epochs is read as it comes; anything else is held in memory. */
     int c, h, w, K;

@@ -47,6 +47,8 @@ static void usage(void)
            "      --strip-prefix=P     remove prefix P from tensor names (repeatable)\n"
            "      --non-strict         load what matches, list the rest (default: all must match)\n"
            "  -j, --threads=N          threads (default: all cores)\n"
+           "      --precision=P        fp32 (default) or bf16: convolutions and linear layers take\n"
+           "                           bf16-rounded operands and sum in fp32 (needs AVX512_BF16)\n"
            "      --log=FILE           one TSV row per epoch: loss, contrastive accuracy, lr, pairs/s,\n"
            "                           input wait, k-NN accuracy, seconds\n"
            "      --curves=FILE        loss, contrastive and k-NN accuracy as a PNG\n"
@@ -72,7 +74,7 @@ static void usage(void)
 
 struct opts {
     const char *ckpt;
-    int no_ckpt, threads, set_lr, optimizer;
+    int no_ckpt, threads, set_lr, optimizer, precision;
     const char *strip[16];     /* --strip-prefix values */
     double momentum;   /* < 0: the optimiser's default */
 };
@@ -82,7 +84,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
         O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP, O_SAVE_INIT,
-        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK, O_KNNLOO
+        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK, O_KNNLOO, O_PREC
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
@@ -94,6 +96,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         {"momentum", required_argument, 0, O_MOM}, {"warmup", required_argument, 0, O_WARM},
         {"epochs", required_argument, 0, O_EPOCHS}, {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, 'j'}, {"log", required_argument, 0, O_LOG},
+        {"precision", required_argument, 0, O_PREC},
         {"curves", required_argument, 0, O_CURVES}, {"knn", required_argument, 0, O_KNN},
         {"knn-every", required_argument, 0, O_KNNEVERY}, {"knn-loo", required_argument, 0, O_KNNLOO},
         {"checkpoint", required_argument, 0, O_CKPT},
@@ -137,6 +140,10 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_EPOCHS: s->epochs = (int)util_opt_long("--epochs", optarg, 1, 1000000); break;
         case O_SEED: s->seed = (uint64_t)util_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
+        case O_PREC:
+            if ((o->precision = nn_precision_from_name(optarg)) < 0)
+                util_usage_error("--precision: '%s' is not fp32 or bf16", optarg);
+            break;
         case O_LOG: s->log = optarg; break;
         case O_CURVES: s->curves = optarg; break;
         case O_KNN:
@@ -196,6 +203,7 @@ int main(int argc, char **argv)
     char *ckpt = NULL;
     int rc = 1;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
+    if (nn_set_precision(o.precision, &err) < 0) goto done;
     if (!o.no_ckpt) {
         if (o.ckpt) ckpt = strdup(o.ckpt);
         else if (strcmp(s.output, "-")) ckpt = train_derived_path(s.output, ".ckpt");

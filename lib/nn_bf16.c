@@ -1,0 +1,397 @@
+/* nn_bf16.c: the engine's bfloat16 GEMM for --precision bf16: C (fp32) = alpha op(A) op(B) + beta C with
+ * both operands rounded to bf16 (round to nearest even, as torch's autocast casts) and every product
+ * summed in fp32, on AVX512_BF16's vdpbf16ps.  The kernels are compiled for that ISA alone (target
+ * attribute) and only run after cpuid says the CPU has it; the rest of the build stays generic. */
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define HAVE_X86 1
+#endif
+
+#include "nn.h"
+#include "nn_internal.h"
+
+/* Blocking: a B micro-panel (KC x NR bf16, 32 KB) stays in L1 while the MR-row panels of an A block
+ * (MC x KC, 96 KB) stream from L2; a B block is KC x NC (512 KB). */
+#define MR 6
+#define NR 64
+#define KC 256            /* even: depth is consumed in pairs */
+#define MC 192            /* multiple of MR */
+#define NC 1024           /* multiple of NR */
+#define MAX_THREADS 256
+#define SMALL_GEMM (1 << 21)   /* multiply-adds below which a GEMM stays on one thread (as nn_sgemm) */
+
+static int precision = NN_FP32;
+static uint32_t *bbuf[MAX_THREADS];   /* per thread: packed B block, KC/2 x NC words */
+static uint32_t *abuf[MAX_THREADS];   /* per thread: packed A block, MC x KC/2 words */
+static float *tbuf[MAX_THREADS];      /* per thread: one fp32 B panel from a fill callback, KC x NR */
+static int n_buf;
+
+uint16_t nn_bf16_round(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   /* NaN stays NaN */
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+float nn_bf16_to_float(uint16_t h)
+{
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+int nn_cpu_has_bf16(void)
+{
+    const char *e = getenv("EARSIGHT_NO_BF16");
+    if (e && *e && strcmp(e, "0") != 0) return 0;   /* pretend the CPU lacks it (tests, AVX2 runs) */
+#ifdef HAVE_X86
+    unsigned a, b, c, d;
+    if (!util_cpu_has_avx512f() || __get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!(b & (1u << 30)) || !(b & (1u << 31))) return 0;   /* AVX512BW, AVX512VL */
+    if (a < 1) return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    return (a >> 5) & 1u;                                  /* AVX512_BF16 */
+#else
+    return 0;
+#endif
+}
+
+static int alloc_buffers(int n)
+{
+    for (int t = n_buf; t < n && t < MAX_THREADS; t++) {
+        bbuf[t] = aligned_alloc(64, (size_t)KC / 2 * NC * 4);
+        abuf[t] = aligned_alloc(64, (size_t)MC * KC / 2 * 4);
+        tbuf[t] = aligned_alloc(64, (size_t)KC * NR * 4);
+        if (!bbuf[t] || !abuf[t] || !tbuf[t]) {
+            free(bbuf[t]), free(abuf[t]), free(tbuf[t]);
+            bbuf[t] = abuf[t] = NULL, tbuf[t] = NULL;
+            return -1;
+        }
+        n_buf = t + 1;
+    }
+    return 0;
+}
+
+const char *nn_precision_name(int p) { return p == NN_BF16 ? "bf16" : p == NN_FP32 ? "fp32" : NULL; }
+
+int nn_precision_from_name(const char *s)
+{
+    if (!strcmp(s, "fp32")) return NN_FP32;
+    if (!strcmp(s, "bf16")) return NN_BF16;
+    return -1;
+}
+
+int nn_set_precision(int p, struct util_err *err)
+{
+    if (p == NN_FP32) {
+        precision = NN_FP32;
+        return 0;
+    }
+    if (p != NN_BF16) {
+        util_err_set(err, "unknown precision %d", p);
+        return -1;
+    }
+    if (!nn_cpu_has_bf16()) {
+        util_err_set(err, "--precision bf16: this CPU has no AVX512_BF16 (use --precision fp32)");
+        return -1;
+    }
+    const int t = nn_threads() > MAX_THREADS ? MAX_THREADS : nn_threads();
+    if (alloc_buffers(t) < 0) {
+        util_err_set(err, "bf16 packing buffers: out of memory");
+        return -1;
+    }
+    precision = NN_BF16;
+    return 0;
+}
+
+int nn_precision(void) { return precision; }
+
+#ifdef HAVE_X86
+#define BF16_TARGET __attribute__((target("avx512bf16,avx512f,avx512bw,avx512vl")))
+
+static inline uint32_t pair(float lo, float hi) { return nn_bf16_round(lo) | (uint32_t)nn_bf16_round(hi) << 16; }
+
+/* Vector round-to-nearest-even of 16 floats to bf16 in the low 16 bits of each lane (as nn_bf16_round). */
+BF16_TARGET static inline __m512i round16(__m512 v)
+{
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    return _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+}
+
+/* out[i] = bf16 src[2i] | bf16 src[2i+1] << 16, i < 16: 32 consecutive floats as 16 depth pairs. */
+BF16_TARGET static inline void pairs16(uint32_t *out, const float *src)
+{
+    const __m512i v0 = round16(_mm512_loadu_ps(src)), v1 = round16(_mm512_loadu_ps(src + 16));
+    /* the bf16 of lane l sits in 16-bit word 2l: gather words 0, 2, .., 62 of (v0, v1) in order */
+    const __m512i idx = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30, 28, 26,
+                                         24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(v0, idx, v1));
+}
+
+/* B block rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 into panels of NR columns: panel q holds kl/2 (rounded
+ * up) groups of NR words, word j of group r = bf16 B(p0+2r, j) | bf16 B(p0+2r+1, j) << 16; zero padded. */
+BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
+{
+    const int kp = (kl + 1) / 2;
+    for (int q = 0; q * NR < nl; q++) {
+        uint32_t *pd = dst + (int64_t)q * kp * NR;
+        const int len = nl - q * NR < NR ? nl - q * NR : NR, jq = j0 + q * NR;
+        if (!tb) {
+            for (int r = 0; r < kp; r++) {
+                const int p = p0 + 2 * r;
+                const float *r0 = b + (int64_t)p * ldb + jq, *r1 = 2 * r + 1 < kl ? r0 + ldb : NULL;
+                uint32_t *d = pd + (int64_t)r * NR;
+                int j = 0;
+                for (; j + 16 <= len; j += 16) {
+                    const __m512i lo = round16(_mm512_loadu_ps(r0 + j));
+                    const __m512i hi = r1 ? round16(_mm512_loadu_ps(r1 + j)) : _mm512_setzero_si512();
+                    _mm512_storeu_si512(d + j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+                }
+                for (; j < len; j++) d[j] = pair(r0[j], r1 ? r1[j] : 0.0f);
+                for (; j < NR; j++) d[j] = 0;
+            }
+        } else {
+            /* B(p, j) = b[j*ldb + p]: read along p, write one word per group */
+            for (int j = 0; j < NR; j++) {
+                if (j >= len) {
+                    for (int r = 0; r < kp; r++) pd[(int64_t)r * NR + j] = 0;
+                    continue;
+                }
+                const float *src = b + (int64_t)(jq + j) * ldb + p0;
+                int r = 0;
+                for (; 2 * r + 32 <= kl; r += 16) {
+                    uint32_t tmp[16];
+                    pairs16(tmp, src + 2 * r);
+                    for (int i = 0; i < 16; i++) pd[(int64_t)(r + i) * NR + j] = tmp[i];
+                }
+                for (; r < kp; r++) pd[(int64_t)r * NR + j] = pair(src[2 * r], 2 * r + 1 < kl ? src[2 * r + 1] : 0.0f);
+            }
+        }
+    }
+}
+
+/* A block rows i0 .. i0+ml-1, depth p0 .. p0+kl-1 into panels of MR rows: panel q holds kl/2 groups of MR
+ * words (bf16 A(i, p0+2r) | bf16 A(i, p0+2r+1) << 16); rows past ml are zero. */
+BF16_TARGET static void pack_a(uint32_t *dst, int ta, const float *a, int64_t lda, int i0, int ml, int p0, int kl)
+{
+    const int kp = (kl + 1) / 2;
+    for (int q = 0; q * MR < ml; q++) {
+        uint32_t *pd = dst + (int64_t)q * kp * MR;
+        for (int i = 0; i < MR; i++) {
+            const int ii = q * MR + i;
+            if (ii >= ml) {
+                for (int r = 0; r < kp; r++) pd[r * MR + i] = 0;
+                continue;
+            }
+            int r = 0;
+            if (!ta)
+                for (; 2 * r + 32 <= kl; r += 16) {
+                    uint32_t tmp[16];
+                    pairs16(tmp, a + (int64_t)(i0 + ii) * lda + p0 + 2 * r);
+                    for (int t = 0; t < 16; t++) pd[(r + t) * MR + i] = tmp[t];
+                }
+            for (; r < kp; r++) {
+                const int p = p0 + 2 * r;
+                float v0, v1 = 0.0f;
+                if (!ta) {
+                    const float *src = a + (int64_t)(i0 + ii) * lda + p;
+                    v0 = src[0];
+                    if (2 * r + 1 < kl) v1 = src[1];
+                } else {
+                    v0 = a[(int64_t)p * lda + i0 + ii];
+                    if (2 * r + 1 < kl) v1 = a[(int64_t)(p + 1) * lda + i0 + ii];
+                }
+                pd[r * MR + i] = pair(v0, v1);
+            }
+        }
+    }
+}
+
+/* C tile (mr x nr, row stride ldc) = alpha * Apanel . Bpanel + (first ? beta C : C); beta 0 never reads C.
+ * The 24 accumulators are named variables: an array of vectors is kept in memory by GCC. */
+#define ROW_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0, c##i##3 = c##i##0
+#define ROW_STEP(i)                                                       \
+    do {                                                                  \
+        const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[i]);      \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, av, b0);                      \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, av, b1);                      \
+        c##i##2 = _mm512_dpbf16_ps(c##i##2, av, b2);                      \
+        c##i##3 = _mm512_dpbf16_ps(c##i##3, av, b3);                      \
+    } while (0)
+#define ROW_SAVE(i) \
+    if (i < mr) store_row(c + (int64_t)i * ldc, nr, c##i##0, c##i##1, c##i##2, c##i##3, alpha, beta, first)
+
+BF16_TARGET static inline void store_row(float *ci, int nr, __m512 r0, __m512 r1, __m512 r2, __m512 r3,
+                                         float alpha, float beta, int first)
+{
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(first ? beta : 1.0f);
+    const int rd = !first || beta != 0.0f;
+    const __m512 r[4] = {r0, r1, r2, r3};
+    for (int v = 0; v < 4; v++) {
+        const int left = nr - 16 * v;
+        if (left <= 0) break;
+        const __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        __m512 t = _mm512_mul_ps(r[v], va);
+        if (rd) t = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, ci + 16 * v), vb, t);
+        _mm512_mask_storeu_ps(ci + 16 * v, k, t);
+    }
+}
+
+BF16_TARGET static void kernel(int kp, const uint32_t *ap, const uint32_t *bp, float *c, int64_t ldc, int mr,
+                               int nr, float alpha, float beta, int first)
+{
+    ROW_DECL(0); ROW_DECL(1); ROW_DECL(2); ROW_DECL(3); ROW_DECL(4); ROW_DECL(5);
+#pragma GCC unroll 4
+    for (int r = 0; r < kp; r++) {
+        const __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16);
+        const __m512bh b2 = (__m512bh)_mm512_load_si512(bp + 32), b3 = (__m512bh)_mm512_load_si512(bp + 48);
+        ROW_STEP(0); ROW_STEP(1); ROW_STEP(2); ROW_STEP(3); ROW_STEP(4); ROW_STEP(5);
+        ap += MR;
+        bp += NR;
+    }
+    ROW_SAVE(0); ROW_SAVE(1); ROW_SAVE(2); ROW_SAVE(3); ROW_SAVE(4); ROW_SAVE(5);
+}
+
+/* One thread's GEMM on its slab of C. */
+BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
+                              const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    uint32_t *bp = bbuf[t], *ap = abuf[t];
+    if (k <= 0) {   /* C = beta C */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) c[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(int64_t)i * ldc + j];
+        return;
+    }
+    for (int jc = 0; jc < n; jc += NC) {
+        const int nl = n - jc < NC ? n - jc : NC;
+        for (int pc = 0; pc < k; pc += KC) {
+            const int kl = k - pc < KC ? k - pc : KC, kp = (kl + 1) / 2;
+            pack_b(bp, tb, b, ldb, pc, kl, jc, nl);
+            for (int ic = 0; ic < m; ic += MC) {
+                const int ml = m - ic < MC ? m - ic : MC;
+                pack_a(ap, ta, a, lda, ic, ml, pc, kl);
+                for (int jr = 0; jr < nl; jr += NR) {
+                    const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
+                    const int nr = nl - jr < NR ? nl - jr : NR;
+                    for (int ir = 0; ir < ml; ir += MR) {
+                        const int mr = ml - ir < MR ? ml - ir : MR;
+                        kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jc + jr,
+                               ldc, mr, nr, alpha, beta, pc == 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    /* Slabs of C as nn_sgemm; every element is summed in the same order whatever the split. */
+    const double work = (double)m * n * k;
+    int nt = work < SMALL_GEMM ? 1 : nn_threads();
+    if (nt > n_buf) nt = n_buf;
+    if (nt <= 1) {
+        gemm1(0, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    const int split_n = n >= m, len = split_n ? n : m, unit = split_n ? NR : MR;
+    const int chunk = ((len + nt - 1) / nt + unit - 1) / unit * unit;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; t++) {
+        const int lo = t * chunk, hi = lo + chunk < len ? lo + chunk : len;
+        if (lo >= hi) continue;
+        if (split_n)
+            gemm1(t, ta, tb, m, hi - lo, k, alpha, a, lda, tb ? b + (int64_t)lo * ldb : b + lo, ldb, beta, c + lo, ldc);
+        else
+            gemm1(t, ta, tb, hi - lo, n, k, alpha, ta ? a + lo : a + (int64_t)lo * lda, lda, b, ldb, beta,
+                  c + (int64_t)lo * ldc, ldc);
+    }
+}
+
+/* One thread's share of nn_bf16_gemm_fill: columns [j0, j0 + n) of C. */
+#define NCF 512
+BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
+                                   void *ctx, int j0, float beta, float *c, int64_t ldc)
+{
+    uint32_t *bp = bbuf[t], *ap = abuf[t];
+    float *tb = tbuf[t];
+    for (int jc = 0; jc < n; jc += NCF) {
+        const int nl = n - jc < NCF ? n - jc : NCF;
+        for (int pc = 0; pc < k; pc += KC) {
+            const int kl = k - pc < KC ? k - pc : KC, kp = (kl + 1) / 2;
+            for (int q = 0; q * NR < nl; q++) {
+                const int len = nl - q * NR < NR ? nl - q * NR : NR, jq = j0 + jc + q * NR;
+                if (!bt) {   /* t[p][j]: kl rows of len values */
+                    fill(ctx, tb, NR, pc, kl, jq, len);
+                    pack_b(bp + (int64_t)q * kp * NR, 0, tb, NR, 0, kl, 0, len);
+                } else {     /* t[j][p]: len rows of kl values */
+                    fill(ctx, tb, KC, jq, len, pc, kl);
+                    pack_b(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
+                }
+            }
+            for (int ic = 0; ic < m; ic += MC) {
+                const int ml = m - ic < MC ? m - ic : MC;
+                pack_a(ap, 0, a, lda, ic, ml, pc, kl);
+                for (int jr = 0; jr < nl; jr += NR) {
+                    const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
+                    const int nr = nl - jr < NR ? nl - jr : NR;
+                    for (int ir = 0; ir < ml; ir += MR) {
+                        const int mr = ml - ir < MR ? ml - ir : MR;
+                        kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jc + jr,
+                               ldc, mr, nr, 1.0f, beta, pc == 0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0 || k <= 0) return;
+    const double work = (double)m * n * k;
+    int nt = work < SMALL_GEMM ? 1 : nn_threads();
+    if (nt > n_buf) nt = n_buf;
+    if (nt <= 1) {
+        gemm_fill1(0, m, n, k, a, lda, bt, fill, ctx, 0, beta, c, ldc);
+        return;
+    }
+    const int chunk = ((n + nt - 1) / nt + NR - 1) / NR * NR;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int t = 0; t < nt; t++) {
+        const int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
+        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, ctx, lo, beta, c + lo, ldc);
+    }
+}
+#else
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc)
+{
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)bt, (void)fill, (void)ctx, (void)beta, (void)c, (void)ldc;
+}
+void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+                  int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    nn_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);   /* never reached: no bf16 off x86 */
+}
+#endif
+
+void nn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+             int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (precision == NN_BF16) nn_bf16_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    else nn_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
