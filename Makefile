@@ -26,7 +26,18 @@ ifeq ($(SAN),1)
   LDLIBS += -fsanitize=address,undefined
 endif
 
-LIB_SRC   := $(sort $(wildcard lib/*.c))
+# Data-parallel training (dist.h): OpenMPI when libopenmpi-dev is installed, else one process.
+# MPI=0 builds the single-process version even when OpenMPI is there.
+MPI ?= $(shell $(PKG_CONFIG) --exists ompi-c 2>/dev/null && echo 1 || echo 0)
+ifeq ($(MPI),1)
+  DIST_SRC := lib/dist/mpi.c
+  ALL_CFLAGS += $(shell $(PKG_CONFIG) --cflags ompi-c)
+  LDLIBS += $(shell $(PKG_CONFIG) --libs ompi-c)
+else
+  DIST_SRC := lib/dist/single.c
+endif
+
+LIB_SRC   := $(sort $(wildcard lib/*.c)) $(DIST_SRC)
 TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/*_test.c))
 BENCH_SRC := $(sort $(wildcard bench/*_bench.c))

@@ -123,6 +123,14 @@ void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int tr
 void nn_bn1d_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x, int n,
                       int train, const float *save_mean, const float *save_invstd);
 
+/* Synchronised batch norm (data-parallel training): fn sums n doubles in place over every process.
+ * Installed, it makes training-mode batch norm (2-D and 1-D) normalise by the statistics of the union
+ * of all processes' batches, exactly as one process holding them all would up to summation order; the
+ * gamma/beta gradients stay this process's share (the trainer sums gradients across processes).
+ * NULL (default): each process uses its own batch.  Process-wide; the caller's thread only. */
+typedef void (*nn_allsum_fn)(double *v, int64_t n);
+void nn_set_bn_allsum(nn_allsum_fn fn);
+
 typedef struct {
     int in, out;
     float *w, *b;        /* (out, in), (out) or NULL */

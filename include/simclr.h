@@ -69,6 +69,11 @@ typedef struct {
     float *work;           /* nn_ntxent_work_floats */
     float *bufs_keep;      /* BN running statistics after the first pass (chunked only) */
     int64_t *tracked_keep;
+    /* data parallel (dist.h): rank of ranks, each with `local` = batch / ranks pairs and local_chunk =
+     * chunk / ranks views per pass; z_all gathers every rank's projections, z_glob holds them in the
+     * single-process order, dz_local this rank's rows of the loss gradient */
+    int rank, ranks, local, local_chunk;
+    float *z_all, *z_glob, *dz_local;
 } simclr_trainer;
 /* Trainer for m (which must have a projection head) with the optimiser oo.  chunk: views per
  * forward/backward pass, 0 or 2 batch for one pass over the whole batch, else a divisor of 2 batch
@@ -90,6 +95,15 @@ void simclr_trainer_free(simclr_trainer *t);   /* NULL is fine; m is the caller'
  * statistics take one update per chunk.  The same structure lets a data-parallel wrapper gather the
  * projections of all ranks before the loss. */
 double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct);
+/* Data parallel (mpirun, dist.h): batch and chunk stay the global figures; rank R of N takes the pairs
+ * R, R + N, ... of every global batch, so x holds 2 batch / N views laid out as above (its first views,
+ * then its second views), and simclr_forward_backward gathers the projections of all ranks, takes
+ * NT-Xent over the 2 batch x 2 batch similarities of the global batch exactly as one process would,
+ * and back-propagates this rank's rows of its gradient; a local chunk i of every rank makes up the
+ * single-process chunk i (with synchronised batch norm the same statistics too).  The loss and
+ * *n_correct are the global batch's on every rank.  simclr_global_view gives the row of the global
+ * batch of local view j of rank r. */
+int64_t simclr_global_view(const simclr_trainer *t, int r, int j);
 /* One optimiser update with learning rate lr (after any allreduce of m->grads). */
 void simclr_update(simclr_trainer *t, double lr);
 
@@ -146,6 +160,7 @@ typedef struct {
     int64_t ckpt_every;      /* steps between checkpoints (0: at the end of every epoch) */
     int resume, keep_ckpt;
     int queue;               /* batches in the reader's queue (>= 2) */
+    int sync_bn;             /* data parallel: batch norm over the global batch (nn_set_bn_allsum) */
     int verbose;
     int argc;                /* the command line, for the history attribute (--resume left out) */
     char **argv;

@@ -181,9 +181,27 @@ typedef struct {
     const char *curves;    /* PNG (NULL: none) */
     const char *fingerprint;  /* every option that changes the result, for train_ckpt_load */
     const tsz_attrs *model_attrs;  /* extra attributes of the saved models (history, classes, ...) */
+    int sync_bn;           /* data parallel: batch norm over the global batch (see nn_set_bn_allsum) */
     int verbose;
 } train_opts;
 void train_opts_default(train_opts *o);
+
+/* ---------------------------------------------------------------- data parallel ---- */
+/* Under mpirun (dist.h) the trainers split every global batch across the ranks: rank R of N takes
+ * examples (or pairs) R, R + N, ... of it, the gradients are summed between the backward pass and the
+ * optimiser update, and every rank applies the same update, so that the models stay identical; rank 0
+ * writes the files.  One process (N = 1) is the plain single-machine run, unchanged. */
+
+/* Between gradient and update: sum m->grads over the ranks and, unless batch norm is synchronised,
+ * give every rank rank 0's running statistics.  Nothing with one rank. */
+void train_dist_sync(nn_model *m, int sync_bn);
+/* FNV-1a of the parameter and buffer bytes: equal models have equal hashes. */
+uint64_t train_model_hash(const nn_model *m);
+/* -1 with err set when the ranks hold different models or positions (position: epoch or step) before
+ * training, e.g. a checkpoint only some ranks could read (ckpt names it, NULL when none was asked). */
+int train_dist_check_start(const nn_model *m, int64_t position, const char *ckpt, struct util_err *err);
+/* -1 with err set when the ranks' models differ at the end. */
+int train_dist_check_end(const nn_model *m, struct util_err *err);
 
 /* Train classifier m on the examples of train (in memory) or, when train is NULL, of stream (read in
  * order: stream_epochs passes of stream_n examples, as augment --epochs writes them; a resumed run

@@ -6,6 +6,8 @@
  * im2col + BLIS GEMM path remains for when the kernel or workspace is unavailable, and both are tested. */
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "nn.h"
@@ -616,9 +618,179 @@ NN_SIMD static void bn_dx(float *dx, const float *dy, const float *x, int64_t m,
     for (int64_t i = 0; i < m; i++) dx[i] = k * dy[i] + c1 * (x[i] - mean) + c0;
 }
 
+/* ---------------------------------------------------------------- synchronised batch norm ---- */
+
+/* With an all-sum installed (nn_set_bn_allsum), training-mode batch norm takes its statistics over the
+ * batches of every process: the per-channel sums of x, then of (x - mean)^2, and in backward of dy and
+ * dy * (x - mean), are summed across processes together with the element count, in two (forward) or one
+ * (backward) collective per layer.  gamma and beta get this process's share only (dw, db from the local
+ * sums), since the trainer sums the parameter gradients across processes anyway.  Without it
+ * (default) every process normalises by its own batch, as PyTorch DDP without SyncBatchNorm. */
+static nn_allsum_fn bn_allsum;
+static double *bn_tmp;        /* 3 c + 2 doubles of the widest layer so far: main thread only */
+static int bn_tmp_c;
+
+void nn_set_bn_allsum(nn_allsum_fn fn) { bn_allsum = fn; }
+
+static double *bn_scratch(int c)
+{
+    if (c > bn_tmp_c) {
+        double *t = realloc(bn_tmp, sizeof(double) * (3 * (size_t)c + 2));
+        if (!t) {   /* a few KB per channel count: out of memory here leaves nothing sensible to do */
+            fprintf(stderr, "earsight: out of memory for batch-norm statistics of %d channels\n", c);
+            abort();
+        }
+        bn_tmp = t, bn_tmp_c = c;
+    }
+    return bn_tmp;
+}
+
+/* Running statistics and saved values from the global sums: M values per channel in all. */
+static void bn_sync_stats(nn_bn *l, int c, double mean_d, double sq, double M, float *mean, float *invstd)
+{
+    const double var = sq / M;
+    *mean = (float)mean_d;
+    *invstd = (float)(1.0 / sqrt(var + l->eps));
+    const double unbiased = M > 1 ? var * M / (M - 1) : var;
+    l->mean[c] = (1.0f - l->momentum) * l->mean[c] + l->momentum * *mean;
+    l->var[c] = (1.0f - l->momentum) * l->var[c] + l->momentum * (float)unbiased;
+}
+
+static void bn_forward_sync(nn_bn *l, float *y, const float *x, const float *res, int relu, int64_t m,
+                            float *save_mean, float *save_invstd)
+{
+    const int C = l->c;
+    double *s = bn_scratch(C), *sq = s + C + 1;
+#pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
+    for (int c = 0; c < C; c++) s[c] = nn_sum(x + c * m, m);
+    s[C] = (double)m;
+    bn_allsum(s, C + 1);
+    const double M = s[C];
+#pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        const float mean = (float)(s[c] / M), *xc = x + c * m;
+        double v = 0;
+        for (int64_t i = 0; i < m; i += BLK) v += sqdev_blk(xc + i, mean, (int)(m - i < BLK ? m - i : BLK));
+        sq[c] = v;
+    }
+    bn_allsum(sq, C);
+#pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        float mean, invstd;
+        bn_sync_stats(l, c, (float)(s[c] / M), sq[c], M, &mean, &invstd);
+        save_mean[c] = mean, save_invstd[c] = invstd;
+        const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
+        bn_apply(y + c * m, x + c * m, res ? res + c * m : NULL, relu, m, scale, shift);
+    }
+    (*l->n_tracked)++;
+}
+
+static void bn_backward_sync(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
+                             int64_t m, const float *save_mean, const float *save_invstd)
+{
+    const int C = l->c;
+    double *s = bn_scratch(C);   /* sum dy (C), sum dy (x - mean) (C), count */
+#pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        float *dyc = dy + c * m;
+        const float *xc = x + c * m, *yc = relu ? y + c * m : NULL;
+        double sdy = 0, sdyx = 0;
+        for (int64_t i = 0; i < m; i += BLK) {
+            float a, b;
+            bn_grad_sums_blk(dyc + i, yc ? yc + i : NULL, xc + i, save_mean[c], (int)(m - i < BLK ? m - i : BLK),
+                             &a, &b);
+            sdy += a, sdyx += b;
+        }
+        l->dw[c] += (float)(sdyx * save_invstd[c]);
+        l->db[c] += (float)sdy;
+        s[c] = sdy, s[C + c] = sdyx;
+    }
+    s[2 * C] = (double)m;
+    bn_allsum(s, 2 * C + 1);
+    if (!dx) return;
+    const double M = s[2 * C];
+#pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
+    for (int c = 0; c < C; c++) {
+        const float invstd = save_invstd[c], k = l->w[c] * invstd;
+        const float c0 = (float)(-k * s[c] / M), c1 = (float)(-k * s[C + c] / M * invstd * invstd);
+        bn_dx(dx + c * m, dy + c * m, x + c * m, m, save_mean[c], k, c1, c0);
+    }
+}
+
+static void bn1d_forward_sync(nn_bn *l, float *y, const float *x, int relu, int n, float *save_mean,
+                              float *save_invstd)
+{
+    const int C = l->c;
+    double *s = bn_scratch(C), *sq = s + C + 1;
+    for (int c = 0; c < C; c++) {
+        double a = 0;
+        for (int i = 0; i < n; i++) a += x[(int64_t)i * C + c];
+        s[c] = a;
+    }
+    s[C] = n;
+    bn_allsum(s, C + 1);
+    const double M = s[C];
+    for (int c = 0; c < C; c++) {
+        const float mean = (float)(s[c] / M);
+        double v = 0;
+        for (int i = 0; i < n; i++) {
+            double d = x[(int64_t)i * C + c] - (double)mean;
+            v += d * d;
+        }
+        sq[c] = v;
+    }
+    bn_allsum(sq, C);
+    for (int c = 0; c < C; c++) {
+        float mean, invstd;
+        bn_sync_stats(l, c, (float)(s[c] / M), sq[c], M, &mean, &invstd);
+        save_mean[c] = mean, save_invstd[c] = invstd;
+        const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
+        for (int i = 0; i < n; i++) {
+            float v = x[(int64_t)i * C + c] * scale + shift;
+            y[(int64_t)i * C + c] = relu && !(v > 0.0f) ? 0.0f : v;
+        }
+    }
+    (*l->n_tracked)++;
+}
+
+static void bn1d_backward_sync(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
+                               int n, const float *save_mean, const float *save_invstd)
+{
+    const int C = l->c;
+    double *s = bn_scratch(C);
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int i = 0; i < n; i++) {
+            const int64_t j = (int64_t)i * C + c;
+            if (relu && !(y[j] > 0.0f)) dy[j] = 0.0f;
+            sdy += dy[j];
+            sdyx += (double)dy[j] * (x[j] - save_mean[c]);
+        }
+        l->dw[c] += (float)(sdyx * save_invstd[c]);
+        l->db[c] += (float)sdy;
+        s[c] = sdy, s[C + c] = sdyx;
+    }
+    s[2 * C] = n;
+    bn_allsum(s, 2 * C + 1);
+    if (!dx) return;
+    const double M = s[2 * C];
+    for (int c = 0; c < C; c++) {
+        const float invstd = save_invstd[c], k = l->w[c] * invstd;
+        const float c0 = (float)(-k * s[c] / M), c1 = (float)(-k * s[C + c] / M * invstd * invstd);
+        for (int i = 0; i < n; i++) {
+            const int64_t j = (int64_t)i * C + c;
+            dx[j] = k * dy[j] + c1 * (x[j] - save_mean[c]) + c0;
+        }
+    }
+}
+
 void nn_bn_forward(nn_bn *l, float *y, const float *x, const float *res, int relu, int64_t m, int train,
                    float *save_mean, float *save_invstd)
 {
+    if (train && bn_allsum) {
+        bn_forward_sync(l, y, x, res, relu, m, save_mean, save_invstd);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) if (l->c * m > NN_PAR_MIN)
     for (int c = 0; c < l->c; c++) {
         const float *xc = x + c * m;
@@ -669,6 +841,10 @@ void nn_bn_recompute(const nn_bn *l, float *y, const float *x, int relu, int64_t
 void nn_bn_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x,
                     int64_t m, int train, const float *save_mean, const float *save_invstd)
 {
+    if (train && bn_allsum) {
+        bn_backward_sync(l, dx, dy, y, relu, x, m, save_mean, save_invstd);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1) if (l->c * m > NN_PAR_MIN)
     for (int c = 0; c < l->c; c++) {
         float *dyc = dy + c * m;
@@ -707,6 +883,10 @@ void nn_bn_backward(const nn_bn *l, float *dx, float *dy, const float *y, int re
 void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int train, float *save_mean,
                      float *save_invstd)
 {
+    if (train && bn_allsum) {
+        bn1d_forward_sync(l, y, x, relu, n, save_mean, save_invstd);
+        return;
+    }
     const int c_n = l->c;
     for (int c = 0; c < c_n; c++) {
         float mean, invstd;
@@ -744,6 +924,10 @@ void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int tr
 void nn_bn1d_backward(const nn_bn *l, float *dx, float *dy, const float *y, int relu, const float *x, int n,
                       int train, const float *save_mean, const float *save_invstd)
 {
+    if (train && bn_allsum) {
+        bn1d_backward_sync(l, dx, dy, y, relu, x, n, save_mean, save_invstd);
+        return;
+    }
     const int c_n = l->c;
     for (int c = 0; c < c_n; c++) {
         float mean, invstd;

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "metric.h"
 #include "nn.h"
 #include "plot.h"
@@ -354,22 +355,34 @@ simclr_trainer *simclr_trainer_create(nn_model *m, const nn_optim_opts *oo, int 
     if (!m->n_head) return util_err_set(err, "the model has no projection head"), NULL;
     if (batch < 2) return util_err_set(err, "batch %d: NT-Xent needs at least 2 pairs", batch), NULL;
     if (!(temperature > 0)) return util_err_set(err, "temperature %g is not positive", temperature), NULL;
-    const int n2 = 2 * batch, d = m->out_dim;
+    const int n2 = 2 * batch, d = m->out_dim, N = dist_size();
     if (chunk == 0) chunk = n2;
     if (chunk < 2 || chunk > n2 || n2 % chunk)
         return util_err_set(err, "chunk %d: must be at least 2 and divide the %d views of a batch", chunk, n2), NULL;
     if (chunk < n2 && m->cfg.dropout > 0 && m->fc.out)
         return util_err_set(err, "chunk %d: a chunked step cannot repeat dropout masks", chunk), NULL;
+    /* several ranks: each takes batch / N pairs and chunk / N views per pass */
+    if (batch % N || chunk % N || chunk / N < 2)
+        return util_err_set(err, "batch %d and chunk %d: with %d ranks both must be multiples of %d (and chunk at "
+                            "least %d)", batch, chunk, N, N, 2 * N), NULL;
     simclr_trainer *t = calloc(1, sizeof *t);
     if (!t) return util_err_set(err, "out of memory"), NULL;
     t->m = m, t->batch = batch, t->chunk = chunk, t->h = h, t->w = w, t->temperature = temperature;
-    if (!(t->ws = nn_ws_create(m, chunk, h, w, err)) || !(t->opt = nn_optim_create(m, oo, err)) ||
+    t->rank = dist_rank(), t->ranks = N, t->local = batch / N, t->local_chunk = chunk / N;
+    const int n2l = 2 * t->local;
+    if (!(t->ws = nn_ws_create(m, t->local_chunk, h, w, err)) || !(t->opt = nn_optim_create(m, oo, err)) ||
         !(t->dz = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
         !(t->work = util_malloc(nn_ntxent_work_floats(n2, d), sizeof(float), err)))
         goto fail;
-    if (chunk < n2 && (!(t->z = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
-                       !(t->bufs_keep = util_malloc((size_t)(m->n_bufs ? m->n_bufs : 1), sizeof(float), err)) ||
-                       !(t->tracked_keep = util_malloc((size_t)(m->n_tracked ? m->n_tracked : 1), sizeof(int64_t), err))))
+    if (N > 1 && (!(t->z_all = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
+                  !(t->z_glob = util_malloc((size_t)n2 * d, sizeof(float), err)) ||
+                  !(t->dz_local = util_malloc((size_t)n2l * d, sizeof(float), err))))
+        goto fail;
+    if ((chunk < n2 || N > 1) && !(t->z = util_malloc((size_t)n2l * d, sizeof(float), err)))
+        goto fail;
+    if (chunk < n2 && (!(t->bufs_keep = util_malloc((size_t)(m->n_bufs ? m->n_bufs : 1), sizeof(float), err)) ||
+                       !(t->tracked_keep = util_malloc((size_t)(m->n_tracked ? m->n_tracked : 1), sizeof(int64_t),
+                                                       err))))
         goto fail;
     return t;
 fail:
@@ -383,6 +396,9 @@ void simclr_trainer_free(simclr_trainer *t)
     nn_ws_free(t->ws);
     nn_optim_free(t->opt);
     free(t->z);
+    free(t->z_all);
+    free(t->z_glob);
+    free(t->dz_local);
     free(t->dz);
     free(t->work);
     free(t->bufs_keep);
@@ -390,10 +406,16 @@ void simclr_trainer_free(simclr_trainer *t)
     free(t);
 }
 
+int64_t simclr_global_view(const simclr_trainer *t, int r, int j)
+{
+    const int64_t B = t->batch, N = t->ranks, bl = t->local;
+    return j < bl ? r + j * N : B + r + (j - bl) * N;
+}
+
 double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct)
 {
     nn_model *m = t->m;
-    const int n2 = 2 * t->batch, d = m->out_dim, c = t->chunk, k = n2 / c;
+    const int n2 = 2 * t->batch, n2l = 2 * t->local, d = m->out_dim, c = t->local_chunk, k = n2l / c;
     const size_t view = (size_t)m->cfg.in_ch * t->h * t->w;
     nn_zero_grad(m);
     /* Pass 1: the projections of every chunk (this pass's running-statistics updates are the step's);
@@ -401,21 +423,37 @@ double simclr_forward_backward(simclr_trainer *t, const float *x, int *n_correct
     const float *z = t->z;
     for (int i = 0; i < k; i++) {
         const float *zi = nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1);
-        if (k == 1) z = zi;
+        if (k == 1 && t->ranks == 1) z = zi;
         else memcpy(t->z + (size_t)i * c * d, zi, sizeof(float) * c * d);
+    }
+    float *dz = t->dz;
+    if (t->ranks > 1) {
+        /* every rank's projections in the single-process row order: the loss over the global batch,
+         * with every other view of it a negative, computed alike on every rank */
+        dist_gather_f32(t->z, (int64_t)n2l * d, t->z_all);
+        for (int r = 0; r < t->ranks; r++)
+            for (int j = 0; j < n2l; j++)
+                memcpy(t->z_glob + simclr_global_view(t, r, j) * d, t->z_all + ((size_t)r * n2l + j) * d,
+                       sizeof(float) * d);
+        z = t->z_glob;
     }
     const double loss = nn_loss_ntxent(z, n2, d, t->temperature, t->dz, n_correct, t->work);
     if (!isfinite(loss)) return loss;   /* a non-finite step is not taken anyway */
+    if (t->ranks > 1) {   /* this rank back-propagates the gradient of its own views */
+        for (int j = 0; j < n2l; j++)
+            memcpy(t->dz_local + (size_t)j * d, t->dz + simclr_global_view(t, t->rank, j) * d, sizeof(float) * d);
+        dz = t->dz_local;
+    }
     if (k > 1) {
         memcpy(t->bufs_keep, m->bufs, sizeof(float) * m->n_bufs);
         memcpy(t->tracked_keep, m->tracked, sizeof(int64_t) * m->n_tracked);
     }
     /* Pass 2: the last chunk's activations are still in the workspace; the others are recomputed,
      * bit-identical to pass 1 (train-mode BN uses batch statistics, the parameters have not moved). */
-    nn_backward(m, t->ws, t->dz + (size_t)(k - 1) * c * d, NULL);
+    nn_backward(m, t->ws, dz + (size_t)(k - 1) * c * d, NULL);
     for (int i = 0; i < k - 1; i++) {
         nn_forward(m, t->ws, x + (size_t)i * c * view, c, 1);
-        nn_backward(m, t->ws, t->dz + (size_t)i * c * d, NULL);
+        nn_backward(m, t->ws, dz + (size_t)i * c * d, NULL);
     }
     if (k > 1) {
         memcpy(m->bufs, t->bufs_keep, sizeof(float) * m->n_bufs);
@@ -734,9 +772,11 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     tsz_attrs_init(&state);
     tsz_attrs_init(&ck);
     progress prog = {0};
-    char fp[1024];
+    char fp[1100];
     const int B = o->batch;
     int64_t last_ckpt = 0;
+    const int N = dist_size(), writer = dist_rank() == 0;   /* rank 0 writes the files */
+    float *x_local = NULL;   /* this rank's views of a global batch (several ranks only) */
 
     if (!(st = simclr_stream_open(o->input, err))) goto done;
     const simclr_stream_info *in = simclr_stream_get_info(st);
@@ -803,7 +843,10 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     }
     const uint64_t ws_seed = o->seed ^ 0x5eed0f0d0d0e0e0dULL;   /* no dropout in SimCLR; kept for symmetry */
     nn_ws_set_seed(tr->ws, ws_seed, 0);
-    if (o->knn_train) {
+    const size_t view = (size_t)in->c * in->h * in->w;
+    if (N > 1 && !(x_local = util_malloc((size_t)2 * tr->local * view, sizeof(float), err))) goto done;
+    if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
+    if (o->knn_train && writer) {   /* the monitor runs on rank 0 while the others wait for the next step */
         if (simclr_knn_open(&knn, m, o->knn_train, o->knn_val, err) < 0) goto done;
         have_knn = 1;
     }
@@ -818,6 +861,8 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                  nn_optim_name(o->optim.kind), fmt_short(f[1], 32, o->lr), fmt_short(f[2], 32, o->optim.weight_decay),
                  fmt_short(f[3], 32, o->optim.momentum), fmt_short(f[4], 32, o->optim.trust), o->optim.decay_bn_bias,
                  (long long)W, E, (long long)in->total, (unsigned long long)o->seed, o->init ? o->init : "-");
+        if (N > 1 || o->sync_bn)   /* per-rank batch norm depends on the ranks; one process: as before */
+            snprintf(fp + strlen(fp), sizeof fp - strlen(fp), " ranks=%d sync_bn=%d", N, o->sync_bn);
     }
 
     /* Where the run stands: a checkpoint, or the start. */
@@ -849,10 +894,10 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
         if (tsz_attrs_copy(&mattrs, &ck) < 0) goto oom;
         drop_ckpt_keys(&mattrs);
     } else {
-        if (o->resume && o->ckpt && o->verbose)
+        if (o->resume && o->ckpt && o->verbose && writer)
             fprintf(stderr, "%s: no checkpoint %s: starting at step 1\n", util_progname(), o->ckpt);
         if (stream_model_attrs(&mattrs, simclr_stream_attrs(st), o->argc, o->argv) < 0) goto oom;
-        if (o->save_init) {   /* the untrained model: the baseline of a k-NN or fine-tuning comparison */
+        if (o->save_init && writer) {   /* the untrained model: the baseline of a k-NN or fine-tuning comparison */
             tsz_attrs ia;
             tsz_attrs_init(&ia);
             int r = -1;
@@ -865,6 +910,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             if (r < 0) goto done;
         }
     }
+    if (train_dist_check_start(m, s0, o->resume ? o->ckpt : NULL, err) < 0) goto done;
     const int64_t from = 2 * B * s0;
     if (in->start > from) {
         util_err_set(err, "%s: the stream starts at run record %lld, but the run stands at record %lld (step %lld): "
@@ -874,6 +920,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     }
     if (simclr_stream_start(st, from, B, S - s0, o->queue > 1 ? o->queue : 2, err) < 0) goto done;
     prog_start(&prog, s0, o->verbose);
+    if (!writer) prog.enabled = 0;
     if (s0 > 0 && o->verbose) {
         char t[200];
         snprintf(t, sizeof t, "resuming at step %lld (run record %lld)", (long long)s0, (long long)from);
@@ -899,6 +946,11 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             goto done;
         }
         lr = nn_sched_lr(&sched, s);
+        if (N > 1) {   /* this rank's pairs of the global batch */
+            for (int j = 0; j < 2 * tr->local; j++)
+                memcpy(x_local + j * view, x + simclr_global_view(tr, dist_rank(), j) * view, sizeof(float) * view);
+            x = x_local;
+        }
         int corr = 0;
         const double loss = simclr_forward_backward(tr, x, &corr);
         simclr_stream_release(st);
@@ -910,6 +962,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             add_kept(err, o->ckpt, last_ckpt);
             goto done;
         }
+        train_dist_sync(m, o->sync_bn);   /* the global batch's gradients on every rank */
         simclr_update(tr, lr);
         const int64_t done = s + 1;
         ep_loss += loss, ep_steps++, ep_correct += corr, ep_views += 2 * B;
@@ -936,10 +989,10 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                                   secs > 0 ? (double)(done - ep_pairs0) * B / secs : 0, secs > 0 ? wt / secs : 0,
                                   knn_acc, util_now() - t_ep};
             if (train_log_add(&log, row, err) < 0) goto done;
-            if (o->log && train_log_write(&log, o->log, err) < 0) goto done;
+            if (writer && o->log && train_log_write(&log, o->log, err) < 0) goto done;
             char title[300];
             snprintf(title, sizeof title, "%s %s", util_progname(), o->output);
-            if (o->curves && simclr_curves(&log, B, o->curves, title, err) < 0) goto done;
+            if (writer && o->curves && simclr_curves(&log, B, o->curves, title, err) < 0) goto done;
             char text[300];
             int k = snprintf(text, sizeof text, "epoch %lld/%d (step %lld): loss %.4f acc %.3f lr %.4g, %.1f pairs/s, "
                              "input wait %.0f%%", (long long)e_now, E, (long long)done, row[COL_LOSS], row[COL_ACC], lr,
@@ -975,12 +1028,12 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                 tsz_attrs_set(&state, "simclr_ckpt_knn_init", b[3]) < 0 ||
                 tsz_attrs_set(&state, "simclr_ckpt_ws_counter", b[0]) < 0 || tsz_attrs_set(&state, "train_config", fp) < 0)
                 goto oom;
-            if (train_ckpt_save(o->ckpt, m, tr->opt, &state, &log, err) < 0) {
+            if (writer && train_ckpt_save(o->ckpt, m, tr->opt, &state, &log, err) < 0) {
                 add_kept(err, o->ckpt, last_ckpt);
                 goto done;
             }
             last_ckpt = done;
-            if (o->verbose) {
+            if (o->verbose && writer) {
                 char t[600];
                 snprintf(t, sizeof t, "checkpoint %s at step %lld (run record %lld)", o->ckpt, (long long)done,
                          (long long)(2 * B * done));
@@ -995,7 +1048,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     prog_end(&prog);
     {
         const double secs = util_now() - t_run, wt = simclr_stream_wait_seconds(st);
-        if (o->verbose) {
+        if (o->verbose && writer) {
             /* a training step costs about 3 forward passes; 2 views per pair.  Per CPU-second: what
              * the process computed with the CPU time it got, less sensitive to other load */
             const double rate = secs > 0 ? (double)(S - s0) * B / secs : 0, cpu = cpu_seconds() - cpu_run;
@@ -1029,9 +1082,10 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             snprintf(b[3], 40, "%.6f", knn_last);
             if (tsz_attrs_set(&mattrs, "knn_acc", b[3]) < 0) goto oom;
         }
-        if (nn_model_save(m, NULL, o->output, &mattrs, NULL, err) < 0) goto done;
+        if (train_dist_check_end(m, err) < 0) goto done;
+        if (writer && nn_model_save(m, NULL, o->output, &mattrs, NULL, err) < 0) goto done;
     }
-    if (o->ckpt && !o->keep_ckpt && unlink(o->ckpt) < 0 && errno != ENOENT) {
+    if (writer && o->ckpt && !o->keep_ckpt && unlink(o->ckpt) < 0 && errno != ENOENT) {
         util_err_sys(err, "%s: cannot remove the checkpoint", o->ckpt);
         goto done;
     }
@@ -1041,6 +1095,8 @@ oom:
     util_err_set(err, "out of memory");
 done:
     prog_end(&prog);
+    if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
+    free(x_local);
     simclr_stream_close(st);
     simclr_trainer_free(tr);
     nn_model_free(m);

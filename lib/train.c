@@ -10,9 +10,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist.h"
 #include "metric.h"
 #include "plot.h"
 #include "train.h"
+
 #include "tszutil.h"
 #include "weights.h"
 
@@ -694,20 +696,25 @@ void train_opts_default(train_opts *o)
 int train_evaluate(nn_model *m, nn_ws *ws, const train_data *d, float *x, int32_t *labels, double *loss,
                    double *acc)
 {
-    const int B = nn_ws_batch(ws), k = m->cfg.num_classes;
+    const int B = nn_ws_batch(ws) < 256 ? nn_ws_batch(ws) : 256, k = m->cfg.num_classes;
+    const int R = dist_rank(), N = dist_size();
     int64_t idx[256];
     double sum = 0;
     int64_t correct = 0;
-    for (int64_t s = 0; s < d->n;) {
-        int nb = (int)(d->n - s < B ? d->n - s : B);
-        if (nb > 256) nb = 256;
+    /* with several ranks, rank r evaluates batches r, r + N, ... and the sums are added up */
+    for (int64_t s = (int64_t)R * B; s < d->n; s += (int64_t)N * B) {
+        const int nb = (int)(d->n - s < B ? d->n - s : B);
         for (int i = 0; i < nb; i++) idx[i] = s + i;
         train_data_batch(d, idx, nb, x, labels, NULL);
         const float *out = nn_forward(m, ws, x, nb, 0);
         int corr = 0;
         sum += nn_loss_ce(out, nb, k, labels, NULL, 0, NULL, &corr) * nb;
         correct += corr;
-        s += nb;
+    }
+    if (N > 1) {
+        double v[2] = {sum, (double)correct};
+        dist_sum_f64(v, 2);
+        sum = v[0], correct = (int64_t)v[1];
     }
     *loss = d->n ? sum / (double)d->n : NAN;
     *acc = d->n ? (double)correct / (double)d->n : NAN;
@@ -769,6 +776,43 @@ oom:
 /* Attribute value of a double that reads back to the same bits. */
 static void fmt_exact(char *buf, size_t cap, double v) { snprintf(buf, cap, "%.17g", v); }
 
+/* ---------------------------------------------------------------- data parallel ---- */
+
+void train_dist_sync(nn_model *m, int sync_bn)
+{
+    if (dist_size() < 2) return;
+    dist_sum_f32(m->grads, m->n_params);
+    /* per-rank batch norm moves each rank's running statistics its own way: rank 0's win, as DDP's
+     * broadcast_buffers; with synchronised BN they agree already */
+    if (!sync_bn && m->n_bufs) dist_bcast_f32(m->bufs, m->n_bufs, 0);
+}
+
+uint64_t train_model_hash(const nn_model *m)
+{
+    uint64_t h = 1469598103934665603ULL;   /* FNV-1a over the bytes of parameters and buffers */
+    const unsigned char *p = (const unsigned char *)m->params;
+    for (size_t i = 0; i < sizeof(float) * (size_t)m->n_params; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    p = (const unsigned char *)m->bufs;
+    for (size_t i = 0; i < sizeof(float) * (size_t)m->n_bufs; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+int train_dist_check_start(const nn_model *m, int64_t position, const char *ckpt, struct util_err *err)
+{
+    if (dist_size() < 2 || dist_agree_u64(train_model_hash(m) ^ (uint64_t)position * 0x9e3779b97f4a7c15ULL))
+        return 0;
+    return util_err_set(err, "the %d ranks start from different models or positions: %s", dist_size(),
+                        ckpt ? "every rank must see the same checkpoint (a file system they share), or none"
+                             : "they must read the same initial model");
+}
+
+int train_dist_check_end(const nn_model *m, struct util_err *err)
+{
+    if (dist_size() < 2 || dist_agree_u64(train_model_hash(m))) return 0;
+    return util_err_set(err, "the %d ranks' models differ after training (their gradient sums disagreed)",
+                        dist_size());
+}
+
 int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64_t stream_n, int n_classes,
                      int c, int h, int w, const train_data *val, const train_opts *o, struct util_err *err)
 {
@@ -776,8 +820,12 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
     const int64_t n = train ? train->n : stream_n, dim = (int64_t)c * h * w;
     const char *path = train ? train->path : train_reader_path(stream);
     const int use_soft = train ? train->soft != NULL : tsz_attrs_get(train_reader_attrs(stream), "soft_labels") != NULL;
-    /* A last batch of one example is dropped: batch norm cannot take the unbiased variance of one value. */
-    const int64_t full = n / B, rem = n % B, spe = full + (rem >= 2);
+    /* Data parallel: rank R of N trains on examples R, R + N, ... of every batch; rank 0 writes. */
+    const int R = dist_rank(), N = dist_size(), writer = R == 0;
+    if (B < N) return util_err_set(err, "batch %d is smaller than the %d ranks", B, N);
+    /* A last batch of one example is dropped: batch norm cannot take the unbiased variance of one value;
+     * with several ranks, so is one that leaves a rank without examples. */
+    const int64_t full = n / B, rem = n % B, spe = full + (rem >= 2 && rem >= N);
     if (spe == 0) return util_err_set(err, "%s: %lld examples: training needs at least 2", path, (long long)n);
     if (K != m->cfg.num_classes || c != m->cfg.in_ch)
         return util_err_set(err, "%s: the model has %d classes and %d input channels, the data %d and %d", path,
@@ -787,7 +835,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
     nn_optim *opt = NULL;
     float *x = NULL, *soft = NULL, *dlogits = NULL;
     int32_t *labels = NULL;
-    int64_t *order = NULL;
+    int64_t *order = NULL, *lidx = NULL;
     train_log log = {0};
     tsz_attrs state;
     tsz_attrs_init(&state);
@@ -795,11 +843,13 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
     int rc = -1;
     static const char *const cols[] = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc",
                                        "lr", "images_per_s", "seconds"};
-    if (!(ws = nn_ws_create(m, B, h, w, err)) || !(opt = nn_optim_create(m, &o->optim, err)) ||
-        train_log_init(&log, cols, 8, err) < 0)
+    const int B_local = (B + N - 1) / N;
+    if (!(ws = nn_ws_create(m, B_local, h, w, err)) || !(opt = nn_optim_create(m, &o->optim, err)) ||
+        train_log_init(&log, cols, 8, err) < 0 || !(lidx = util_malloc(B_local, sizeof(int64_t), err)))
         goto done;
+    if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
     /* dropout masks: a stream of their own, apart from the per-epoch orders util_rng_split(seed, epoch) */
-    const uint64_t drop_seed = o->seed ^ 0x5eed0f0d0d0e0e0dULL;
+    const uint64_t drop_seed = (o->seed ^ 0x5eed0f0d0d0e0e0dULL) + (uint64_t)R * 0x9e3779b97f4a7c15ULL;
     nn_ws_set_seed(ws, drop_seed, 0);
     if (!(x = util_malloc((size_t)B * dim, sizeof(float), err)) || !(labels = util_malloc(B, sizeof(int32_t), err)) ||
         !(dlogits = util_malloc((size_t)B * K, sizeof(float), err)) ||
@@ -832,9 +882,10 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
         }
         tsz_attrs_free(&state);
         tsz_attrs_init(&state);
-    } else if (o->resume && o->ckpt && o->verbose) {
+    } else if (o->resume && o->ckpt && o->verbose && writer) {
         fprintf(stderr, "%s: no checkpoint %s: starting at epoch 1\n", util_progname(), o->ckpt);
     }
+    if (train_dist_check_start(m, start_epoch, o->resume ? o->ckpt : NULL, err) < 0) goto done;
     if (!train) {
         /* the stream must start where the run stands: skip what a restarted producer did not */
         const int64_t at = start_epoch * n;
@@ -856,6 +907,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
     }
 
     train_progress_start(&prog, o->epochs * spe, start_epoch * spe, o->verbose);
+    if (!writer) prog.enabled = 0;
     for (int64_t e = start_epoch; e < o->epochs; e++) {
         const double t_ep = util_now();
         const int64_t img0 = prog.images;
@@ -863,18 +915,39 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
         double sum_loss = 0, lr = 0;
         int64_t correct = 0, seen = 0;
         for (int64_t s = 0; s < spe; s++) {
-            const int nb = (int)(s < full ? B : rem);
-            if (train) train_data_batch(train, order + s * B, nb, x, labels, soft);
-            else if (stream_batch(stream, nb, c, h, w, K, x, labels, soft, err) < 0) goto done;
+            const int nb = (int)(s < full ? B : rem), nl = (nb - R + N - 1) / N;   /* global, this rank's */
+            if (train) {
+                for (int j = 0; j < nl; j++) lidx[j] = order[s * B + R + (int64_t)j * N];
+                train_data_batch(train, lidx, nl, x, labels, soft);
+            } else {
+                if (stream_batch(stream, nb, c, h, w, K, x, labels, soft, err) < 0) goto done;
+                /* keep rows R, R + N, ...: row j comes from row R + jN >= j, never one written before */
+                for (int j = 0; N > 1 && j < nl; j++) {
+                    const int64_t i = R + (int64_t)j * N;
+                    if (i == j) continue;
+                    memcpy(x + j * dim, x + i * dim, sizeof(float) * dim);
+                    labels[j] = labels[i];
+                    if (soft) memcpy(soft + (int64_t)j * K, soft + i * K, sizeof(float) * K);
+                }
+            }
             nn_zero_grad(m);
-            const float *out = nn_forward(m, ws, x, nb, 1);
+            const float *out = nn_forward(m, ws, x, nl, 1);
             int corr = 0;
-            const double loss = nn_loss_ce(out, nb, K, labels, soft, o->smoothing, dlogits, &corr);
+            double loss = nn_loss_ce(out, nl, K, labels, soft, o->smoothing, dlogits, &corr);
+            if (N > 1) {
+                /* the gradient of the mean over the global batch: this rank's mean weighted nl / nb */
+                const float sc = (float)nl / (float)nb;
+                for (int64_t i = 0; i < (int64_t)nl * K; i++) dlogits[i] *= sc;
+                double v[2] = {loss * nl, corr};
+                dist_sum_f64(v, 2);
+                loss = v[0] / nb, corr = (int)v[1];
+            }
             const int64_t g = e * spe + s;
             lr = nn_sched_lr(&sched, g);
             if (train_check_loss(loss, path, e + 1, s + 1, g + 1, lr, o->ckpt, e, err) < 0)
                 goto done;
             nn_backward(m, ws, dlogits, NULL);
+            train_dist_sync(m, o->sync_bn);   /* the gradients of the global batch, on every rank */
             nn_optim_step(opt, lr);
             sum_loss += loss * nb, correct += corr, seen += nb;
             char text[160];
@@ -882,7 +955,8 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
                      o->epochs, (long long)s + 1, (long long)spe, sum_loss / seen, (double)correct / seen);
             train_progress_step(&prog, g + 1, nb, text);
         }
-        if (!train && rem == 1 && stream_batch(stream, 1, c, h, w, K, x, labels, soft, err) < 0) goto done;
+        if (!train && spe == full && rem && stream_batch(stream, (int)rem, c, h, w, K, x, labels, soft, err) < 0)
+            goto done;   /* the dropped last batch */
         const int64_t bad = train_first_nonfinite(m);
         if (bad >= 0) {
             util_err_set(err, "%s: epoch %lld: a parameter or running statistic became non-finite (value %lld); "
@@ -897,7 +971,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
                                secs > 0 ? (double)(prog.images - img0) / secs : 0, secs};
         if (train_log_add(&log, row, err) < 0) goto done;
         char b1[40], b2[40], b3[32];
-        if (val && o->best && (vacc > best_acc || (vacc == best_acc && vloss < best_loss))) {
+        if (val && o->best && writer && (vacc > best_acc || (vacc == best_acc && vloss < best_loss))) {
             best_acc = vacc, best_loss = vloss, best_epoch = e + 1;
             snprintf(b1, sizeof b1, "%lld", (long long)e + 1);
             snprintf(b2, sizeof b2, "%.6f", vacc);
@@ -905,12 +979,12 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
             const char *kv[] = {"epoch", b1, "val_acc", b2, "val_loss", b3, "best", "1"};
             if (save_model(m, o->best, o->model_attrs, kv, 4, err) < 0) goto done;
         }
-        if (o->log && train_log_write(&log, o->log, err) < 0) goto done;
+        if (writer && o->log && train_log_write(&log, o->log, err) < 0) goto done;
         static const char *const curve_cols[] = {"train_loss", "val_loss", "train_acc", "val_acc"};
         char title[300];
         snprintf(title, sizeof title, "%s %s", util_progname(), o->output);
-        if (o->curves && train_log_curves(&log, o->curves, title, curve_cols, 4, err) < 0) goto done;
-        if (o->ckpt) {
+        if (writer && o->curves && train_log_curves(&log, o->curves, title, curve_cols, 4, err) < 0) goto done;
+        if (writer && o->ckpt) {
             snprintf(b1, sizeof b1, "%llu", (unsigned long long)nn_ws_counter(ws));
             fmt_exact(b2, sizeof b2, best_acc);
             fmt_exact(b3, sizeof b3, best_loss);
@@ -949,9 +1023,10 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
         snprintf(b2, sizeof b2, "%.6f", last ? last[2] : NAN);
         snprintf(b3, sizeof b3, "%.6f", last ? last[4] : NAN);
         const char *kv[] = {"epoch", b1, "train_acc", b2, "val_acc", b3};
-        if (save_model(m, o->output, o->model_attrs, kv, val ? 3 : 2, err) < 0) goto done;
+        if (train_dist_check_end(m, err) < 0) goto done;
+        if (writer && save_model(m, o->output, o->model_attrs, kv, val ? 3 : 2, err) < 0) goto done;
     }
-    if (o->ckpt && !o->keep_ckpt && unlink(o->ckpt) < 0 && errno != ENOENT) {
+    if (writer && o->ckpt && !o->keep_ckpt && unlink(o->ckpt) < 0 && errno != ENOENT) {
         util_err_sys(err, "%s: cannot remove the checkpoint", o->ckpt);
         goto done;
     }
@@ -965,6 +1040,8 @@ done:
     free(dlogits);
     free(labels);
     free(order);
+    free(lidx);
+    if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
     train_log_free(&log);
     tsz_attrs_free(&state);
     return rc;

@@ -193,6 +193,8 @@ static void bn_run(void *p)
     else nn_bn_forward(&b->l, b->y, b->x, b->res, b->relu, b->m, b->train, b->sm, b->si);
 }
 
+static const char *bn_mode = "";   /* "sync " while a synchronised-BN all-sum is installed */
+
 static void test_bn(int one_d, int train, int relu, int res)
 {
     bn_ctx b = {.one_d = one_d, .train = train, .relu = relu, .c = 3, .n = one_d ? 6 : 2};
@@ -213,8 +215,8 @@ static void test_bn(int one_d, int train, int relu, int res)
     for (int64_t i = 0; i < nx; i++) b.x[i] += 1.0f;   /* a non-zero mean */
     if (res) b.res = alloc(nx), fill(b.res, nx, 1.0);
     char what[160];
-    snprintf(what, sizeof what, "bn%s %s%s%s", one_d ? "1d" : "2d", train ? "train" : "eval", relu ? " +relu" : "",
-             res ? " +residual" : "");
+    snprintf(what, sizeof what, "%sbn%s %s%s%s", bn_mode, one_d ? "1d" : "2d", train ? "train" : "eval",
+             relu ? " +relu" : "", res ? " +residual" : "");
     if (res && relu) {
         /* move the residual so that no pre-activation lies within 0.1 of the ReLU kink: the steps of
          * the differences (1e-2 through gamma * invstd <= ~2) then never cross it */
@@ -254,7 +256,8 @@ static void test_bn(int one_d, int train, int relu, int res)
         }
         if (train) {
             double em = 0.9 * b.mean0[c] + 0.1 * mu, ev = 0.9 * b.var0[c] + 0.1 * var * b.m / (b.m - 1);
-            err_stats = fmax(err_stats, fmax(fabs(b.l.mean[c] - em) / fabs(em), fabs(b.l.var[c] - ev) / ev));
+            /* a mean near 0 is judged on an absolute scale of 0.1 (float keeps ~1e-8 of it) */
+            err_stats = fmax(err_stats, fmax(fabs(b.l.mean[c] - em) / fmax(fabs(em), 0.1), fabs(b.l.var[c] - ev) / ev));
         } else {
             err_stats = fmax(err_stats, fmax(fabs(b.l.mean[c] - b.mean0[c]), fabs(b.l.var[c] - b.var0[c])));
         }
@@ -285,6 +288,64 @@ static void test_bn(int one_d, int train, int relu, int res)
         fdcheck(fw, &ob, b.res, dy, nx, 1e-2, 2e-3);
     }
     free(r), free(dy), free(dx), free(ref), free(b.x), free(b.y), free(b.res), free(pb);
+}
+
+/* Synchronised batch norm.  A world of one (the all-sum leaves the sums alone) must be the plain layer
+ * (test_bn runs again through that path, with its finite differences); a world of two processes
+ * holding the same batch (the all-sum doubles every sum, the element count included) must give the
+ * same outputs and input gradients as one process, its own share of dgamma/dbeta, and running
+ * variances unbiased over the 2m values of the union. */
+static void allsum_one(double *v, int64_t n) {}
+static void allsum_twin(double *v, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) v[i] *= 2;
+}
+
+static void test_bn_twin(int one_d)
+{
+    const int c = 4, n = one_d ? 5 : 2;
+    const int64_t m = one_d ? n : (int64_t)n * 3 * 5, nx = c * m;
+    float *p = alloc(16 * c), *x = alloc(nx), *res = alloc(nx), *y[2], *dy[2], *dx[2];
+    int64_t tracked[2] = {0, 0};
+    fill(x, nx, 2.0), fill(res, nx, 1.0);
+    for (int i = 0; i < c; i++) p[i] = (float)(1 + 0.3 * util_rng_normal(&rng)), p[c + i] = (float)(0.2 * util_rng_normal(&rng));
+    nn_bn l[2];
+    for (int k = 0; k < 2; k++) {
+        float *q = p + 2 * c + 7 * c * k;   /* dw, db, mean, var, save_mean, save_invstd of world k */
+        l[k] = (nn_bn){.c = c, .w = p, .b = p + c, .dw = q, .db = q + c, .mean = q + 2 * c, .var = q + 3 * c,
+                       .n_tracked = &tracked[k], .momentum = 0.1f, .eps = 1e-5f};
+        for (int i = 0; i < c; i++) l[k].var[i] = 1.0f;
+        y[k] = alloc(nx), dy[k] = alloc(nx), dx[k] = alloc(nx);
+        fill(dy[k], nx, 1.0);
+        if (k) memcpy(dy[1], dy[0], sizeof(float) * nx);
+        nn_set_bn_allsum(k ? allsum_twin : NULL);
+        if (one_d) {
+            nn_bn1d_forward(&l[k], y[k], x, 1, n, 1, q + 4 * c, q + 5 * c);
+            nn_bn1d_backward(&l[k], dx[k], dy[k], y[k], 1, x, n, 1, q + 4 * c, q + 5 * c);
+        } else {
+            nn_bn_forward(&l[k], y[k], x, res, 1, m, 1, q + 4 * c, q + 5 * c);
+            nn_bn_backward(&l[k], dx[k], dy[k], y[k], 1, x, m, 1, q + 4 * c, q + 5 * c);
+        }
+    }
+    nn_set_bn_allsum(NULL);
+    char what[120];
+    snprintf(what, sizeof what, "sync bn%s, two equal batches: output as one process", one_d ? "1d" : "2d");
+    test_close(what, y[1], y[0], nx, 1e-6, 1e-5);
+    snprintf(what, sizeof what, "sync bn%s, two equal batches: dx as one process", one_d ? "1d" : "2d");
+    test_close(what, dx[1], dx[0], nx, 1e-6, 1e-5);
+    snprintf(what, sizeof what, "sync bn%s, two equal batches: dgamma, dbeta this process's share", one_d ? "1d" : "2d");
+    test_close(what, l[1].dw, l[0].dw, 2 * c, 1e-6, 1e-5);
+    double err = 0;
+    for (int i = 0; i < c; i++) {
+        /* the union's unbiased variance: biased var * 2m / (2m - 1) instead of * m / (m - 1) */
+        const double biased = (l[0].var[i] - 0.9) / 0.1 * (m - 1) / m;
+        const double want = 0.9 + 0.1 * biased * (2.0 * m) / (2.0 * m - 1);
+        err = fmax(err, fmax(fabs(l[1].var[i] - want) / want, fabs(l[1].mean[i] - l[0].mean[i])));
+    }
+    test_check(err < 1e-5 && tracked[1] == 1, "sync bn%s, two equal batches: running variance unbiased over 2m = %lld "
+               "values (rel err %.2g)", one_d ? "1d" : "2d", (long long)(2 * m), err);
+    for (int k = 0; k < 2; k++) free(y[k]), free(dy[k]), free(dx[k]);
+    free(p), free(x), free(res);
 }
 
 /* ---------------------------------------------------------------- linear, relu, pooling, dropout ---- */
@@ -625,6 +686,16 @@ int main(void)
     }
     test_bn(0, 1, 0, 1);
     test_bn(1, 1, 0, 0);
+    nn_set_bn_allsum(allsum_one);
+    bn_mode = "sync ";
+    test_bn(0, 1, 0, 0);
+    test_bn(0, 1, 1, 1);
+    test_bn(1, 1, 1, 0);
+    test_bn(1, 1, 0, 0);
+    nn_set_bn_allsum(NULL);
+    bn_mode = "";
+    test_bn_twin(0);
+    test_bn_twin(1);
     test_linear();
     test_pointwise();
     test_ce();

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "nn.h"
 #include "train.h"
 #include "tsz.h"
@@ -19,7 +20,7 @@ struct opts {
     const char *arch, *stem;
     int width, classes, freeze, epochs, batch, optimizer, schedule, step_size, warmup, shuffle, threads;
     int precision;            /* enum nn_precision */
-    int no_ckpt, resume, keep_ckpt, verbose, nesterov, exclude_bn_bias;
+    int no_ckpt, resume, keep_ckpt, verbose, nesterov, exclude_bn_bias, sync_bn;
     int set_arch, set_width, set_stem, set_epochs;
     weights_opts wo;          /* --key, --strip-prefix for a safetensors/PyTorch --init */
     const char **strip;
@@ -68,6 +69,7 @@ static void usage(void)
            "  -j, --threads=N          threads (default: all cores)\n"
            "      --precision=P        fp32 (default) or bf16: convolutions and linear layers take\n"
            "                           bf16-rounded operands and sum in fp32 (needs AVX512_BF16)\n"
+           "      --sync-bn            under mpirun: batch norm over the global batch, not each rank's\n"
            "      --log=FILE           one TSV row per epoch: losses, accuracies, lr, images/s, seconds\n"
            "      --curves=FILE        loss and accuracy curves as a PNG\n"
            "      --checkpoint=FILE    checkpoint after every epoch (default MODEL.ckpt)\n"
@@ -86,7 +88,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
     enum {
         O_VAL = 256, O_BEST, O_INIT, O_CLASSES, O_ARCH, O_WIDTH, O_STEM, O_FREEZE, O_DROPOUT, O_EPOCHS, O_LR, O_WD,
         O_WDX, O_OPTIM, O_MOM, O_NEST, O_SCHED, O_STEP, O_GAMMA, O_WARM, O_SMOOTH, O_SEED, O_NOSHUF, O_LOG, O_CURVES,
-        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP, O_KEY, O_STRIP, O_NON_STRICT, O_PREC
+        O_CKPT, O_NOCKPT, O_RESUME, O_KEEP, O_KEY, O_STRIP, O_NON_STRICT, O_PREC, O_SYNC_BN
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"val", required_argument, 0, O_VAL},
@@ -102,7 +104,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"gamma", required_argument, 0, O_GAMMA}, {"warmup", required_argument, 0, O_WARM},
         {"label-smoothing", required_argument, 0, O_SMOOTH}, {"seed", required_argument, 0, O_SEED},
         {"no-shuffle", no_argument, 0, O_NOSHUF}, {"threads", required_argument, 0, 'j'},
-        {"precision", required_argument, 0, O_PREC},
+        {"precision", required_argument, 0, O_PREC}, {"sync-bn", no_argument, 0, O_SYNC_BN},
         {"log", required_argument, 0, O_LOG}, {"curves", required_argument, 0, O_CURVES},
         {"checkpoint", required_argument, 0, O_CKPT}, {"no-checkpoint", no_argument, 0, O_NOCKPT},
         {"resume", no_argument, 0, O_RESUME}, {"keep-checkpoint", no_argument, 0, O_KEEP},
@@ -163,6 +165,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
             if ((o->precision = nn_precision_from_name(optarg)) < 0)
                 util_usage_error("--precision: '%s' is not fp32 or bf16", optarg);
             break;
+        case O_SYNC_BN: o->sync_bn = 1; break;
         case O_LOG: o->log = optarg; break;
         case O_CURVES: o->curves = optarg; break;
         case O_CKPT: o->ckpt = optarg; break;
@@ -228,6 +231,13 @@ int main(int argc, char **argv)
     tsz_attrs_init(&pattrs);
     char *ckpt = NULL, *best = NULL, *fp = NULL;
     int rc = 1;
+    if (dist_init(&err) < 0) goto done;
+    /* mpirun hands stdin to rank 0 only, and one stdout cannot take several writers */
+    if (dist_size() > 1 && (!strcmp(o.input, "-") || !strcmp(o.output, "-"))) {
+        util_err_set(&err, "under mpirun with %d ranks every rank reads TRAIN and rank 0 writes MODEL: give files, "
+                     "not '-'", dist_size());
+        goto done;
+    }
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
     if (nn_set_precision(o.precision, &err) < 0) goto done;
 
@@ -371,6 +381,9 @@ int main(int argc, char **argv)
                  cfg.arch, cfg.width, cfg.stem, c, h, w, K, (long long)n, o.init ? o.init : "-", o.freeze, o.dropout,
                  o.epochs, o.batch, nn_optim_name(o.optimizer), o.lr, o.wd, !o.exclude_bn_bias, o.momentum, o.nesterov,
                  o.schedule, o.step_size, o.gamma, o.warmup, o.smoothing, o.seed, o.shuffle);
+        /* per-rank batch norm depends on the number of ranks; one process keeps its old fingerprint */
+        if (dist_size() > 1 || o.sync_bn)
+            snprintf(fp + strlen(fp), cap - strlen(fp), " ranks=%d sync_bn=%d", dist_size(), o.sync_bn);
     }
     if (model_attrs(&mattrs, tattrs, argc, argv) < 0) goto oom;
 
@@ -387,6 +400,7 @@ int main(int argc, char **argv)
     to.output = o.output, to.best = best, to.ckpt = ckpt, to.resume = o.resume, to.keep_ckpt = o.keep_ckpt;
     to.stream_start = stream_start;
     to.log = o.log, to.curves = o.curves, to.fingerprint = fp, to.model_attrs = &mattrs, to.verbose = o.verbose;
+    to.sync_bn = o.sync_bn;
     if (train_classifier(m, train.n ? &train : NULL, train.n ? NULL : &stream, n, K, c, h, w, o.val ? &val : NULL,
                          &to, &err) < 0)
         goto done;
@@ -395,7 +409,8 @@ int main(int argc, char **argv)
 oom:
     util_err_set(&err, "out of memory");
 done:
-    if (rc) util_report(&err);
+    if (rc) dist_fail(&err);   /* with several ranks: the message, then the whole job ends */
+    else dist_finalize();
     train_reader_close(&stream);
     train_data_free(&train);
     train_data_free(&val);

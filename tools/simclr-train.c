@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist.h"
 #include "nn.h"
 #include "simclr.h"
 #include "train.h"
@@ -49,6 +50,7 @@ static void usage(void)
            "  -j, --threads=N          threads (default: all cores)\n"
            "      --precision=P        fp32 (default) or bf16: convolutions and linear layers take\n"
            "                           bf16-rounded operands and sum in fp32 (needs AVX512_BF16)\n"
+           "      --sync-bn            under mpirun: batch norm over the global batch (SimCLR's global BN)\n"
            "      --log=FILE           one TSV row per epoch: loss, contrastive accuracy, lr, pairs/s,\n"
            "                           input wait, k-NN accuracy, seconds\n"
            "      --curves=FILE        loss, contrastive and k-NN accuracy as a PNG\n"
@@ -84,7 +86,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
     enum {
         O_ARCH = 256, O_WIDTH, O_STEM, O_PDIM, O_PLAYERS, O_PHIDDEN, O_TEMP, O_OPTIM, O_LR, O_WD, O_MOM, O_WARM,
         O_EPOCHS, O_SEED, O_LOG, O_CURVES, O_KNN, O_KNNEVERY, O_CKPT, O_CKPTEVERY, O_NOCKPT, O_RESUME, O_KEEP, O_SAVE_INIT,
-        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK, O_KNNLOO, O_PREC
+        O_INIT, O_KEY, O_STRIP, O_NON_STRICT, O_CHUNK, O_KNNLOO, O_PREC, O_SYNC_BN
     };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"arch", required_argument, 0, O_ARCH},
@@ -96,7 +98,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         {"momentum", required_argument, 0, O_MOM}, {"warmup", required_argument, 0, O_WARM},
         {"epochs", required_argument, 0, O_EPOCHS}, {"seed", required_argument, 0, O_SEED},
         {"threads", required_argument, 0, 'j'}, {"log", required_argument, 0, O_LOG},
-        {"precision", required_argument, 0, O_PREC},
+        {"precision", required_argument, 0, O_PREC}, {"sync-bn", no_argument, 0, O_SYNC_BN},
         {"curves", required_argument, 0, O_CURVES}, {"knn", required_argument, 0, O_KNN},
         {"knn-every", required_argument, 0, O_KNNEVERY}, {"knn-loo", required_argument, 0, O_KNNLOO},
         {"checkpoint", required_argument, 0, O_CKPT},
@@ -140,6 +142,7 @@ static void parse_args(int argc, char **argv, simclr_opts *s, struct opts *o)
         case O_EPOCHS: s->epochs = (int)util_opt_long("--epochs", optarg, 1, 1000000); break;
         case O_SEED: s->seed = (uint64_t)util_opt_long("--seed", optarg, 0, 0x7fffffffffffffffL); break;
         case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
+        case O_SYNC_BN: s->sync_bn = 1; break;
         case O_PREC:
             if ((o->precision = nn_precision_from_name(optarg)) < 0)
                 util_usage_error("--precision: '%s' is not fp32 or bf16", optarg);
@@ -202,6 +205,13 @@ int main(int argc, char **argv)
     struct util_err err = {{0}};
     char *ckpt = NULL;
     int rc = 1;
+    if (dist_init(&err) < 0) goto done;
+    /* mpirun hands stdin to rank 0 only, and one stdout cannot take several writers */
+    if (dist_size() > 1 && (!strcmp(s.input, "-") || !strcmp(s.output, "-"))) {
+        util_err_set(&err, "under mpirun with %d ranks every rank reads PAIRS and rank 0 writes MODEL: give files, "
+                     "not '-'", dist_size());
+        goto done;
+    }
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
     if (nn_set_precision(o.precision, &err) < 0) goto done;
     if (!o.no_ckpt) {
@@ -218,7 +228,8 @@ int main(int argc, char **argv)
     if (simclr_train(&s, &err) < 0) goto done;
     rc = 0;
 done:
-    if (rc) util_report(&err);
+    if (rc) dist_fail(&err);   /* with several ranks: the message, then the whole job ends */
+    else dist_finalize();
     free(ckpt);
     return rc;
 }
