@@ -33,6 +33,12 @@ void dist_bcast_f32(float *v, int64_t n, int root);
 /* 1 when every rank passed the same value, else 0 (collective). */
 int dist_agree_u64(uint64_t v);
 
+/* Input "-" with several ranks: mpirun gives its standard input to rank 0 only (the others read
+ * /dev/null), so a stream piped into mpirun cannot feed them; each rank's own pipe can
+ * (mpirun -np N sh -c 'augment ... | simclr-train ... -').  -1 with err set (naming the first rank
+ * concerned) unless every rank's standard input is a pipe, socket or regular file (collective). */
+int dist_check_stdin(struct util_err *err);
+
 /* After a failure: print err (prefixed "rank R of N:" when there are several ranks) and, with several
  * ranks, abort the whole job (MPI_Abort) so that no rank waits forever on one that has gone.  With one
  * rank it only prints, and returns. */

@@ -32,6 +32,10 @@
 #   TSNE_FOLD TSNE_OPTS             fold whose test features t-SNE draws; tsne options
 #   PAPER                           the paper's numbers shown in table.md (pipelines/paper.tsv)
 #   THREADS        threads per tool (default: cores / make jobs, see below)
+#   MPIRUN         a launcher put in front of the trainers (finetune, simclr-train) for data-parallel
+#                  training, e.g. MPIRUN='mpirun -np 4' or 'srun' (see finetune(1), DATA-PARALLEL
+#                  TRAINING); THREADS is then per rank (MPIRUN='mpirun -np 2' THREADS=1 on two cores).
+#                  Part of the settings: per-rank batch norm depends on the number of ranks.
 #
 # Threads: `make -jN` runs up to N tools at once; each gets -j THREADS with THREADS = max(1, cores/N)
 # (cores from nproc; plain `make` is N = 1, `make -j` without a number counts as N = cores), so N jobs
@@ -83,6 +87,9 @@ MAKE_JOBS = $(strip $(if $(filter -j,$(MAKEFLAGS)),$(NPROC),$(or $(patsubst -j%,
 THREADS ?= $(shell j=$(MAKE_JOBS); t=$$(( $(NPROC) / j )); [ $$t -ge 1 ] || t=1; echo $$t)
 # Tools take -j THREADS; the environment caps BLIS and OpenMP the same way for anything they spawn.
 RUN = OMP_NUM_THREADS=$(THREADS) BLIS_NUM_THREADS=$(THREADS)
+# data parallel: the launcher before each trainer (empty: one process), recorded with the settings
+MPIRUN ?=
+MPIRUN_SETTING = $(if $(strip $(MPIRUN)), mpirun=$(MPIRUN))
 
 # ---- helpers ----
 , := ,
@@ -149,8 +156,8 @@ COMPARE ?= ft-simclr:ft-vanilla ft-supervised:ft-vanilla ft-simclr:ft-supervised
 COMPARISONS := $(strip $(foreach c,$(COMPARE),$(if $(and $(filter $(word 1,$(subst :, ,$(c))),$(RUNS)),$(filter $(word 2,$(subst :, ,$(c))),$(RUNS))),$(c))))
 
 # Settings files: what each step's result depends on besides its input files.
-FT_SETTINGS  := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(EPOCHS) batch=$(BATCH) lr=$(LR) wd=$(WD) seed=$(SEED) opts=$(FT_OPTS)
-LIN_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(LIN_EPOCHS) batch=$(BATCH) lr=$(LIN_LR) wd=$(WD) seed=$(SEED) opts=$(LIN_OPTS)
+FT_SETTINGS  := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(EPOCHS) batch=$(BATCH) lr=$(LR) wd=$(WD) seed=$(SEED) opts=$(FT_OPTS)$(MPIRUN_SETTING)
+LIN_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(STEM) epochs=$(LIN_EPOCHS) batch=$(BATCH) lr=$(LIN_LR) wd=$(WD) seed=$(SEED) opts=$(LIN_OPTS)$(MPIRUN_SETTING)
 $(call settings,$(CFG)/ft.cfg,$(FT_SETTINGS))
 $(call settings,$(CFG)/lin.cfg,$(LIN_SETTINGS))
 $(call settings,$(CFG)/tsne.cfg,fold=$(TSNE_FOLD) opts=$(TSNE_OPTS))
@@ -176,7 +183,7 @@ define RUN_template
 $(WORK)/$(1)/fold%/model.tsz: $(WORK)/split/fold%/train.tsz $(ENC_$(2)) $(3) $(CFG)/enc-$(2).cfg $(BIN)/finetune
 	$$(call say,$(DATASET) fold $$*: $(1))
 	@mkdir -p $$(@D)
-	$$(RUN) $(BIN)/finetune $(4) $(if $(ENC_$(2)),--init $(ENC_$(2)) $(INIT_OPTS) $(INIT_OPTS_$(2))) \
+	$$(RUN) $(MPIRUN) $(BIN)/finetune $(4) $(if $(ENC_$(2)),--init $(ENC_$(2)) $(INIT_OPTS) $(INIT_OPTS_$(2))) \
 	  --seed $(SEED) -j $$(THREADS) --log $$(@D)/log.tsv -o $$@ $$(RESUME) $$<
 $(OUT)/$(1)/fold%.logits.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold%/test.tsz $(BIN)/embed
 	@mkdir -p $$(@D)

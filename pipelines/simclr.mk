@@ -39,7 +39,7 @@ SIMCLR_TSZ    ?= $(SIMCLR_WORK)/images.tsz
 
 SIMCLR_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(SIMCLR_STEM) size=$(SIMCLR_SIZE) epochs=$(SIMCLR_EPOCHS) \
   batch=$(SIMCLR_BATCH) lr=$(or $(SIMCLR_LR),default) temp=$(or $(SIMCLR_TEMP),default) seed=$(SEED) \
-  aug=$(SIMCLR_AUG_OPTS) opts=$(SIMCLR_OPTS)
+  aug=$(SIMCLR_AUG_OPTS) opts=$(SIMCLR_OPTS)$(MPIRUN_SETTING)
 $(call settings,$(SIMCLR_WORK)/cfg/train.cfg,$(SIMCLR_SETTINGS))
 
 ifneq ($(strip $(SIMCLR_IMAGES)),)
@@ -55,13 +55,21 @@ $(SIMCLR_TSZ):
 	@echo "simclr.mk: set SIMCLR_IMAGES=DIR (JPEG/PNG images) or SIMCLR_TSZ=STREAM (see $(PIPELINES)/simclr.mk)" >&2; exit 1
 endif
 
+# Under MPIRUN every rank runs its own augment (the same stream: same seed) into its own pipe, since
+# mpirun would give a pipe into it to rank 0 only; each rank trains on its pairs of every batch.
+SIMCLR_AUGMENT = $(BIN)/augment --policy simclr --views 2 --epochs $(SIMCLR_EPOCHS) --shuffle --size $(SIMCLR_SIZE) \
+  --seed $(SEED) -j 1 $(SIMCLR_AUG_OPTS) $<
+SIMCLR_TRAIN = $(BIN)/simclr-train --arch $(ARCH) --width $(WIDTH) --stem $(SIMCLR_STEM) --batch $(SIMCLR_BATCH) \
+  $(if $(SIMCLR_LR),--lr $(SIMCLR_LR)) $(if $(SIMCLR_TEMP),--temperature $(SIMCLR_TEMP)) --seed $(SEED) \
+  -j $(THREADS) --log $(SIMCLR_WORK)/train.tsv $(SIMCLR_OPTS) -o $@ $(RESUME) -
+
 $(SIMCLR_MODEL): $(SIMCLR_TSZ) $(SIMCLR_WORK)/cfg/train.cfg $(BIN)/augment $(BIN)/simclr-train
 	$(call say,SimCLR pre-training: $(ARCH) width $(WIDTH)$(,) $(SIMCLR_EPOCHS) epochs)
-	$(BIN)/augment --policy simclr --views 2 --epochs $(SIMCLR_EPOCHS) --shuffle --size $(SIMCLR_SIZE) \
-	  --seed $(SEED) -j 1 $(SIMCLR_AUG_OPTS) $< | \
-	$(RUN) $(BIN)/simclr-train --arch $(ARCH) --width $(WIDTH) --stem $(SIMCLR_STEM) --batch $(SIMCLR_BATCH) \
-	  $(if $(SIMCLR_LR),--lr $(SIMCLR_LR)) $(if $(SIMCLR_TEMP),--temperature $(SIMCLR_TEMP)) --seed $(SEED) \
-	  -j $(THREADS) --log $(SIMCLR_WORK)/train.tsv $(SIMCLR_OPTS) -o $@ $(RESUME) -
+ifeq ($(strip $(MPIRUN)),)
+	$(SIMCLR_AUGMENT) | $(RUN) $(SIMCLR_TRAIN)
+else
+	$(RUN) $(MPIRUN) sh -c '$(SIMCLR_AUGMENT) | $(SIMCLR_TRAIN)'
+endif
 
 .PHONY: simclr
 simclr: $(SIMCLR_MODEL)

@@ -33,7 +33,7 @@ SUP_MODEL  := $(SUP_WORK)/encoder.tsz
 $(call settings,$(SUP_WORK)/cfg/images.cfg,images=$(SUP_IMAGES) resize=$(SUP_RESIZE) crop=$(SUP_CROP) \
   data=$(call fingerprint,$(SUP_IMAGES)))
 SUP_SETTINGS := arch=$(ARCH) width=$(WIDTH) stem=$(SUP_STEM) resize=$(SUP_RESIZE) crop=$(SUP_CROP) epochs=$(SUP_EPOCHS) \
-  batch=$(SUP_BATCH) lr=$(SUP_LR) wd=$(WD) seed=$(SEED) opts=$(SUP_OPTS)
+  batch=$(SUP_BATCH) lr=$(SUP_LR) wd=$(WD) seed=$(SEED) opts=$(SUP_OPTS)$(MPIRUN_SETTING)
 $(call settings,$(SUP_WORK)/cfg/train.cfg,$(SUP_SETTINGS))
 
 $(SUP_WORK)/images.tsz: $(SUP_WORK)/cfg/images.cfg $(BIN)/img2tensor
@@ -44,7 +44,7 @@ $(SUP_WORK)/images.tsz: $(SUP_WORK)/cfg/images.cfg $(BIN)/img2tensor
 
 $(SUP_MODEL): $(SUP_WORK)/images.tsz $(SUP_WORK)/cfg/train.cfg $(BIN)/finetune
 	$(call say,supervised pre-training: $(ARCH) width $(WIDTH)$(,) $(SUP_EPOCHS) epochs)
-	$(RUN) $(BIN)/finetune --arch $(ARCH) --width $(WIDTH) --stem $(SUP_STEM) --epochs $(SUP_EPOCHS) \
+	$(RUN) $(MPIRUN) $(BIN)/finetune --arch $(ARCH) --width $(WIDTH) --stem $(SUP_STEM) --epochs $(SUP_EPOCHS) \
 	  --batch $(SUP_BATCH) --lr $(SUP_LR) --wd $(WD) --seed $(SEED) -j $(THREADS) \
 	  --log $(SUP_WORK)/train.tsv $(SUP_OPTS) -o $@ $(RESUME) $<
 

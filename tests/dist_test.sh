@@ -85,8 +85,20 @@ for d in s1 s2; do (cd $d && $MPI -np 2 simclr-train --width 2 --stem small -b 8
 
 # ---- errors: stdin under several ranks, a batch the ranks cannot share, one rank killed
 $MPI -np 2 finetune --width 4 -o m.tsz - <train.tsz >/dev/null 2>e1.err; rc=$?
-[ $rc -ne 0 ] && grep -q "finetune: rank [01] of 2: under mpirun with 2 ranks .*give files, not '-'" e1.err &&
-    pass "dist: '-' refused with several ranks (status $rc)" || fail "dist: '-' under mpirun: status $rc, $(head -c 300 e1.err)"
+[ $rc -ne 0 ] && grep -q "finetune: rank [01] of 2: -: rank 1 of 2 has no stream on its standard input" e1.err &&
+    pass "dist: a stream piped into mpirun refused: rank 1 has none (status $rc)" ||
+    fail "dist: '-' into mpirun: status $rc, $(head -c 300 e1.err)"
+$MPI -np 2 finetune --width 4 -o - train.tsz >/dev/null 2>e1.err; rc=$?
+[ $rc -ne 0 ] && grep -q "rank 0 writes MODEL: give a file, not '-'" e1.err &&
+    pass "dist: -o - refused with several ranks (status $rc)" || fail "dist: -o - under mpirun: status $rc, $(head -c 300 e1.err)"
+# every rank its own pipe: augment | simclr-train - in each, the same stream, the same model as from a file
+rm -rf p1 p2 && mkdir -p p1 p2
+SP="--width 2 --stem small -b 8 -j 1 --proj-dim 8 --no-checkpoint"
+(cd p1 && $MPI -np 2 simclr-train $SP -o e.tsz ../pairs.tsz 2>err) &&
+(cd p2 && $MPI -np 2 sh -c "augment --policy simclr --views 2 --size 16 --seed 1 -j 1 --epochs 2 ../img.tsz | simclr-train $SP -o e.tsz -" 2>err) &&
+    out=$("$GEN" cmp p1/e.tsz p2/e.tsz 0 0) &&
+    pass "dist: each rank's own pipe into simclr-train - gives the weights of the file run exactly ($out)" ||
+    fail "dist: per-rank pipes: ${out:-} $(cat p1/err p2/err | head -c 300)"
 $MPI -np 3 simclr-train --width 2 --stem small -b 8 -j 1 --no-checkpoint -o e.tsz pairs.tsz >/dev/null 2>e2.err; rc=$?
 [ $rc -ne 0 ] && grep -q "batch 8 and chunk 16: with 3 ranks both must be multiples of 3" e2.err &&
     pass "dist: simclr-train batch not divisible by the ranks refused (status $rc)" ||

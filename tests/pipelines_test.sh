@@ -212,6 +212,23 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
         if A -q; then pass "esc50: make -n with other knobs changes nothing"
         else fail "esc50: make -n with other knobs left the tree out of date"; fi
     fi
+    # MPIRUN: fold 1 with every trainer under mpirun -np 2 (SimCLR pre-training through each rank's
+    # own augment pipe, supervised pre-training, fine-tuning and linear evaluation), in a directory of
+    # its own; a build without OpenMPI has no launcher to test
+    if ldd "$BIN/finetune" 2>/dev/null | grep -q 'libmpi\.so' && command -v mpirun >/dev/null; then
+        mkdir -p mpi && (cd mpi && ln -sf ../esc50 ../imgs ../sup .) &&
+        if (cd mpi && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+                A FOLDS=1 THREADS=1 "MPIRUN=mpirun -np 2 --oversubscribe --bind-to none" >../esc50-mpi.log 2>&1); then
+            n=$(grep -c 'mpirun -np 2 .*/\(finetune\|simclr-train\)\|mpirun -np 2 .*sh -c' esc50-mpi.log)
+            if [ -s mpi/results/esc50/table.md ] && [ -s mpi/work/simclr/encoder.tsz ] && [ "$n" -ge 4 ]; then
+                pass "esc50: MPIRUN='mpirun -np 2' runs fold 1 with the trainers under mpirun ($n launches)"
+            else fail "esc50: MPIRUN run: table or encoder missing, $n mpirun launches"; fi
+            grep -q 'mpirun=mpirun -np 2' mpi/work/esc50/cfg/ft.cfg && pass "esc50: MPIRUN is part of the settings" ||
+                fail "esc50: MPIRUN not recorded in work/esc50/cfg/ft.cfg"
+        else fail "esc50: MPIRUN='mpirun -np 2' pipeline failed: $(grep -v '^\s*$' esc50-mpi.log | tail -4 | tr '\n' ' ')"; fi
+    else
+        skip "esc50: MPIRUN: the tools were built without OpenMPI (libopenmpi-dev; .ci/install-deps installs it)"
+    fi
 else
     fail "esc50 pipeline: tool $miss not built"
 fi

@@ -232,12 +232,12 @@ int main(int argc, char **argv)
     char *ckpt = NULL, *best = NULL, *fp = NULL;
     int rc = 1;
     if (dist_init(&err) < 0) goto done;
-    /* mpirun hands stdin to rank 0 only, and one stdout cannot take several writers */
-    if (dist_size() > 1 && (!strcmp(o.input, "-") || !strcmp(o.output, "-"))) {
-        util_err_set(&err, "under mpirun with %d ranks every rank reads TRAIN and rank 0 writes MODEL: give files, "
-                     "not '-'", dist_size());
+    /* one standard output cannot take the model of rank 0 only: a file it is */
+    if (dist_size() > 1 && !strcmp(o.output, "-")) {
+        util_err_set(&err, "under mpirun rank 0 writes MODEL: give a file, not '-'");
         goto done;
     }
+    if (!strcmp(o.input, "-") && dist_check_stdin(&err) < 0) goto done;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
     if (nn_set_precision(o.precision, &err) < 0) goto done;
 

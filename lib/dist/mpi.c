@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
 #include <mpi.h>
 
 #include "dist.h"
@@ -98,6 +100,19 @@ int dist_agree_u64(uint64_t v)
     MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
     MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
     return lo == hi;
+}
+
+int dist_check_stdin(struct util_err *err)
+{
+    if (world_size < 2) return 0;
+    struct stat st;
+    const int ok = fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISREG(st.st_mode));
+    int first_bad = ok ? world_size : world_rank;
+    MPI_Allreduce(MPI_IN_PLACE, &first_bad, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (first_bad == world_size) return 0;
+    return util_err_set(err, "-: rank %d of %d has no stream on its standard input (mpirun passes its own to rank 0 "
+                        "only): give a file, or let every rank run its own pipe, mpirun ... sh -c 'PRODUCER | TOOL -'",
+                        first_bad, world_size);
 }
 
 void dist_fail(const struct util_err *err)
