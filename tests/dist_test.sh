@@ -104,6 +104,10 @@ $MPI -np 3 simclr-train --width 2 --stem small -b 8 -j 1 --no-checkpoint -o e.ts
     pass "dist: simclr-train batch not divisible by the ranks refused (status $rc)" ||
     fail "dist: simclr-train -np 3 -b 8: status $rc, $(head -c 300 e2.err)"
 # a rank killed mid-run: mpirun ends the job with a non-zero status and says which rank died
+if ! command -v pgrep >/dev/null 2>&1 || ! command -v pkill >/dev/null 2>&1; then
+    skip "dist: killing ranks: pgrep/pkill absent (package procps; .ci/install-deps installs it)"
+    finish
+fi
 "$GEN" gen big.tsz n=512 k=3 seed=5
 $MPI -np 2 finetune --width 8 --batch 32 -j 1 --epochs 1000 --no-checkpoint -o dead.tsz big.tsz >/dev/null 2>dead.err &
 mp=$!
