@@ -30,6 +30,13 @@ void dist_sum_f64(double *v, int64_t n);
 void dist_gather_f32(const float *mine, int64_t n, float *all);
 /* v (n) on every rank = rank root's. */
 void dist_bcast_f32(float *v, int64_t n, int root);
+/* Shards: slice r of v is [start[r], start[r + 1]) (start has size + 1 entries, start[0] = 0).
+ * dist_sum_slice_f32: this rank's slice of v becomes the sum over ranks of that slice
+ * (MPI_Reduce_scatter); the rest of v is left as it was.  tmp holds the largest slice.
+ * dist_gather_slices_f32: every rank's slice of v from the rank that owns it (MPI_Allgatherv, in place).
+ * Together they are dist_sum_f32 with the work between them shared out. */
+void dist_sum_slice_f32(float *v, const int64_t *start, float *tmp);
+void dist_gather_slices_f32(float *v, const int64_t *start);
 /* 1 when every rank passed the same value, else 0 (collective). */
 int dist_agree_u64(uint64_t v);
 

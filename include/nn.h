@@ -345,6 +345,9 @@ void nn_optim_free(nn_optim *o);   /* NULL is fine */
 /* One update of every grouped parameter from m->grads with learning rate lr (as torch.optim; LARS as
  * SimCLR's: g += wd*w; r = trust*|w|/|g| if both norms > 0 else 1; v = momentum*v + lr*r*g; w -= v). */
 void nn_optim_step(nn_optim *o, double lr);
+/* The same update of only the tensors whose parameters start in [p0, p1) of m->params (steps taken
+ * still counts one): a data-parallel rank updating its shard (train_dist_step). */
+void nn_optim_step_range(nn_optim *o, double lr, int64_t p0, int64_t p1);
 /* Checkpoint state: records "optim.<slot>.<tensor name>" (slot momentum, exp_avg, exp_avg_sq) written
  * by nn_model_write/nn_model_save, and attributes optim=sgd|adam|adamw|lars, optim_steps=N.
  * nn_optim_load reads them back from a file saved with an optimiser of the same kind (-1 otherwise). */

@@ -192,9 +192,26 @@ void train_opts_default(train_opts *o);
  * optimiser update, and every rank applies the same update, so that the models stay identical; rank 0
  * writes the files.  One process (N = 1) is the plain single-machine run, unchanged. */
 
-/* Between gradient and update: sum m->grads over the ranks and, unless batch norm is synchronised,
- * give every rank rank 0's running statistics.  Nothing with one rank. */
-void train_dist_sync(nn_model *m, int sync_bn);
+/* The update after the backward pass.  With several ranks the work of the update is shared out as in
+ * ZeRO stage 1: each rank owns a shard of the parameters (whole tensors, about n_params / N floats);
+ * the gradients are summed shard-wise (MPI_Reduce_scatter), each rank updates its shard, and the
+ * updated parameters are gathered to every rank (MPI_Allgatherv): the same traffic as one allreduce,
+ * the optimiser's arithmetic divided by N, and every parameter updated by one rank with the same
+ * operations as one process would use (bit-identical to an allreduce and a full update on every rank).
+ * Unless batch norm is synchronised, every rank then takes rank 0's running statistics (DDP's buffer
+ * broadcast).  Each rank's optimiser state is its shard's only until train_dist_gather_state. */
+typedef struct {
+    int ranks, rank, sync_bn;
+    int64_t *start;        /* ranks + 1 parameter offsets: rank r owns [start[r], start[r + 1]) */
+    float *tmp;            /* the largest shard */
+} train_dist;
+/* Plan the shards of m for this world (dist.h); one rank allocates nothing.  0 or -1. */
+int train_dist_init(train_dist *d, const nn_model *m, int sync_bn, struct util_err *err);
+void train_dist_free(train_dist *d);
+/* After the backward pass of every rank: the update with learning rate lr (nn_optim_step with one rank). */
+void train_dist_step(train_dist *d, nn_optim *opt, double lr);
+/* Before a checkpoint: the whole optimiser state on every rank (collective; nothing with one rank). */
+void train_dist_gather_state(train_dist *d, nn_optim *opt);
 /* FNV-1a of the parameter and buffer bytes: equal models have equal hashes. */
 uint64_t train_model_hash(const nn_model *m);
 /* -1 with err set when the ranks hold different models or positions (position: epoch or step) before

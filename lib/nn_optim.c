@@ -128,13 +128,16 @@ static void step_lars(const nn_optim *o, const nn_param_group *g, float *w, cons
     }
 }
 
-void nn_optim_step(nn_optim *o, double lr)
+void nn_optim_step(nn_optim *o, double lr) { nn_optim_step_range(o, lr, 0, o->m->n_params); }
+
+void nn_optim_step_range(nn_optim *o, double lr, int64_t p0, int64_t p1)
 {
     nn_model *m = o->m;
     o->t++;
     for (int i = 0; i < m->n_tensors; i++) {
         if (o->group[i] < 0) continue;
         const nn_tensor *t = &m->tensors[i];
+        if (t->offset < p0 || t->offset >= p1) continue;
         const nn_param_group *g = &o->groups[o->group[i]];
         float *w = m->params + t->offset;
         const float *dw = m->grads + t->offset;

@@ -777,6 +777,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     int64_t last_ckpt = 0;
     const int N = dist_size(), writer = dist_rank() == 0;   /* rank 0 writes the files */
     float *x_local = NULL;   /* this rank's views of a global batch (several ranks only) */
+    train_dist dist = {0};
 
     if (!(st = simclr_stream_open(o->input, err))) goto done;
     const simclr_stream_info *in = simclr_stream_get_info(st);
@@ -844,7 +845,9 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     const uint64_t ws_seed = o->seed ^ 0x5eed0f0d0d0e0e0dULL;   /* no dropout in SimCLR; kept for symmetry */
     nn_ws_set_seed(tr->ws, ws_seed, 0);
     const size_t view = (size_t)in->c * in->h * in->w;
-    if (N > 1 && !(x_local = util_malloc((size_t)2 * tr->local * view, sizeof(float), err))) goto done;
+    if ((N > 1 && !(x_local = util_malloc((size_t)2 * tr->local * view, sizeof(float), err))) ||
+        train_dist_init(&dist, m, o->sync_bn, err) < 0)
+        goto done;
     if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
     if (o->knn_train && writer) {   /* the monitor runs on rank 0 while the others wait for the next step */
         if (simclr_knn_open(&knn, m, o->knn_train, o->knn_val, err) < 0) goto done;
@@ -962,8 +965,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
             add_kept(err, o->ckpt, last_ckpt);
             goto done;
         }
-        train_dist_sync(m, o->sync_bn);   /* the global batch's gradients on every rank */
-        simclr_update(tr, lr);
+        train_dist_step(&dist, tr->opt, lr);   /* the global batch's gradients, one update (simclr_update) */
         const int64_t done = s + 1;
         ep_loss += loss, ep_steps++, ep_correct += corr, ep_views += 2 * B;
         if (prog.enabled && prog.tty) {
@@ -1028,6 +1030,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                 tsz_attrs_set(&state, "simclr_ckpt_knn_init", b[3]) < 0 ||
                 tsz_attrs_set(&state, "simclr_ckpt_ws_counter", b[0]) < 0 || tsz_attrs_set(&state, "train_config", fp) < 0)
                 goto oom;
+            train_dist_gather_state(&dist, tr->opt);
             if (writer && train_ckpt_save(o->ckpt, m, tr->opt, &state, &log, err) < 0) {
                 add_kept(err, o->ckpt, last_ckpt);
                 goto done;
@@ -1097,6 +1100,7 @@ done:
     prog_end(&prog);
     if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
     free(x_local);
+    train_dist_free(&dist);
     simclr_stream_close(st);
     simclr_trainer_free(tr);
     nn_model_free(m);

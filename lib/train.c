@@ -4,6 +4,7 @@
  * Resuming must reproduce an uninterrupted run bit for bit, so everything random is derived from the
  * seed and counters that the checkpoint stores, never from state that a restart would lose. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -778,13 +779,57 @@ static void fmt_exact(char *buf, size_t cap, double v) { snprintf(buf, cap, "%.1
 
 /* ---------------------------------------------------------------- data parallel ---- */
 
-void train_dist_sync(nn_model *m, int sync_bn)
+int train_dist_init(train_dist *d, const nn_model *m, int sync_bn, struct util_err *err)
 {
-    if (dist_size() < 2) return;
-    dist_sum_f32(m->grads, m->n_params);
-    /* per-rank batch norm moves each rank's running statistics its own way: rank 0's win, as DDP's
-     * broadcast_buffers; with synchronised BN they agree already */
-    if (!sync_bn && m->n_bufs) dist_bcast_f32(m->bufs, m->n_bufs, 0);
+    memset(d, 0, sizeof *d);
+    d->ranks = dist_size(), d->rank = dist_rank(), d->sync_bn = sync_bn;
+    if (d->ranks < 2) return 0;
+    if (m->n_params > INT_MAX) return util_err_set(err, "%lld parameters: more than MPI counts can take",
+                                                   (long long)m->n_params);
+    if (!(d->start = util_malloc((size_t)d->ranks + 1, sizeof(int64_t), err))) return -1;
+    /* shard r starts at the first parameter tensor at or after r / N of the parameters */
+    d->start[0] = 0, d->start[d->ranks] = m->n_params;
+    for (int r = 1; r < d->ranks; r++) {
+        const int64_t target = m->n_params * r / d->ranks;
+        int64_t best = m->n_params;
+        for (int i = 0; i < m->n_tensors; i++) {
+            const nn_tensor *t = &m->tensors[i];
+            if (t->kind <= NN_P_BN && t->offset >= target && t->offset < best) best = t->offset;
+        }
+        d->start[r] = best > d->start[r - 1] ? best : d->start[r - 1];
+    }
+    int64_t widest = 1;
+    for (int r = 0; r < d->ranks; r++)
+        if (d->start[r + 1] - d->start[r] > widest) widest = d->start[r + 1] - d->start[r];
+    if (!(d->tmp = util_malloc((size_t)widest, sizeof(float), err))) return train_dist_free(d), -1;
+    return 0;
+}
+
+void train_dist_free(train_dist *d)
+{
+    free(d->start);
+    free(d->tmp);
+    d->start = NULL, d->tmp = NULL;
+}
+
+void train_dist_step(train_dist *d, nn_optim *opt, double lr)
+{
+    if (d->ranks < 2) {
+        nn_optim_step(opt, lr);
+        return;
+    }
+    nn_model *m = opt->m;
+    dist_sum_slice_f32(m->grads, d->start, d->tmp);
+    nn_optim_step_range(opt, lr, d->start[d->rank], d->start[d->rank + 1]);
+    dist_gather_slices_f32(m->params, d->start);
+    if (!d->sync_bn && m->n_bufs) dist_bcast_f32(m->bufs, m->n_bufs, 0);
+}
+
+void train_dist_gather_state(train_dist *d, nn_optim *opt)
+{
+    if (d->ranks < 2) return;
+    if (opt->s1) dist_gather_slices_f32(opt->s1, d->start);
+    if (opt->s2) dist_gather_slices_f32(opt->s2, d->start);
 }
 
 uint64_t train_model_hash(const nn_model *m)
@@ -836,6 +881,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
     float *x = NULL, *soft = NULL, *dlogits = NULL;
     int32_t *labels = NULL;
     int64_t *order = NULL, *lidx = NULL;
+    train_dist dist = {0};
     train_log log = {0};
     tsz_attrs state;
     tsz_attrs_init(&state);
@@ -845,7 +891,8 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
                                        "lr", "images_per_s", "seconds"};
     const int B_local = (B + N - 1) / N;
     if (!(ws = nn_ws_create(m, B_local, h, w, err)) || !(opt = nn_optim_create(m, &o->optim, err)) ||
-        train_log_init(&log, cols, 8, err) < 0 || !(lidx = util_malloc(B_local, sizeof(int64_t), err)))
+        train_log_init(&log, cols, 8, err) < 0 || !(lidx = util_malloc(B_local, sizeof(int64_t), err)) ||
+        train_dist_init(&dist, m, o->sync_bn, err) < 0)
         goto done;
     if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
     /* dropout masks: a stream of their own, apart from the per-epoch orders util_rng_split(seed, epoch) */
@@ -947,8 +994,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
             if (train_check_loss(loss, path, e + 1, s + 1, g + 1, lr, o->ckpt, e, err) < 0)
                 goto done;
             nn_backward(m, ws, dlogits, NULL);
-            train_dist_sync(m, o->sync_bn);   /* the gradients of the global batch, on every rank */
-            nn_optim_step(opt, lr);
+            train_dist_step(&dist, opt, lr);   /* the gradients of the global batch, one update */
             sum_loss += loss * nb, correct += corr, seen += nb;
             char text[160];
             snprintf(text, sizeof text, "epoch %lld/%d step %lld/%lld: loss %.4f acc %.3f", (long long)e + 1,
@@ -984,6 +1030,7 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
         char title[300];
         snprintf(title, sizeof title, "%s %s", util_progname(), o->output);
         if (writer && o->curves && train_log_curves(&log, o->curves, title, curve_cols, 4, err) < 0) goto done;
+        if (o->ckpt) train_dist_gather_state(&dist, opt);
         if (writer && o->ckpt) {
             snprintf(b1, sizeof b1, "%llu", (unsigned long long)nn_ws_counter(ws));
             fmt_exact(b2, sizeof b2, best_acc);
@@ -1041,6 +1088,7 @@ done:
     free(labels);
     free(order);
     free(lidx);
+    train_dist_free(&dist);
     if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
     train_log_free(&log);
     tsz_attrs_free(&state);

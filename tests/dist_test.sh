@@ -53,6 +53,13 @@ if (cd f1 && finetune $FT --val ../val.tsz --log log.tsv -o m.tsz ../train.tsz 2
     [ -e f2/m.best.tsz ] && [ "$(ls f2)" = "$(ls f1)" ] && pass "dist: finetune: rank 0 writes the files, once" ||
         fail "dist: finetune files: $(ls f2 | tr '\n' ' ') (one process: $(ls f1 | tr '\n' ' '))"
 else fail "dist: finetune runs: $(cat f1/err f2/err | head -c 400)"; fi
+# three ranks: shares of 11, 11 and 10 examples of each batch of 32, three parameter shards
+if (cd f2b && $MPI -np 3 finetune $FT --val ../val.tsz --log log.tsv -o m.tsz ../train.tsz 2>err); then
+    r=$(max_rel_col f1/log.tsv f2b/log.tsv 2)
+    if out=$(weights_close f1/m.tsz f2b/m.tsz) && awk -v r="$r" 'BEGIN {exit !(r < 1e-4)}'; then
+        pass "dist: finetune -np 3 (uneven shares) = -np 1: train loss within $r, weights ($out)"
+    else fail "dist: finetune -np 3 vs -np 1: train loss differs by $r, weights: $out"; fi
+else fail "dist: finetune -np 3: $(head -c 300 f2b/err)"; fi
 
 # ---- the same bytes from two runs with 2 ranks: per-rank BN (default) and synchronised
 for bn in "" "--sync-bn"; do

@@ -93,6 +93,30 @@ void dist_bcast_f32(float *v, int64_t n, int root)
         MPI_Bcast(v + i, (int)(n - i < SLICE ? n - i : SLICE), MPI_FLOAT, root, MPI_COMM_WORLD);
 }
 
+/* int counts and displacements of the slices: a model has far fewer than 2^31 parameters (the trainers
+ * check before they shard) */
+static void slice_counts(const int64_t *start, int *count, int *displ)
+{
+    for (int r = 0; r < world_size; r++) count[r] = (int)(start[r + 1] - start[r]), displ[r] = (int)start[r];
+}
+
+void dist_sum_slice_f32(float *v, const int64_t *start, float *tmp)
+{
+    if (world_size < 2) return;
+    int count[world_size], displ[world_size];
+    slice_counts(start, count, displ);
+    MPI_Reduce_scatter(v, tmp, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    memcpy(v + start[world_rank], tmp, sizeof(float) * (size_t)count[world_rank]);
+}
+
+void dist_gather_slices_f32(float *v, const int64_t *start)
+{
+    if (world_size < 2) return;
+    int count[world_size], displ[world_size];
+    slice_counts(start, count, displ);
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, count, displ, MPI_FLOAT, MPI_COMM_WORLD);
+}
+
 int dist_agree_u64(uint64_t v)
 {
     if (world_size < 2) return 1;
