@@ -66,69 +66,85 @@ int nn_wino_tile(const nn_conv *l, int h, int w)
 
 /* ---------------------------------------------------------------- transforms ---- */
 
-/* o[k][x] = sum_i B^T[k][i] d[i][x*S] for x < n (S: lane stride, 1 for a row pass, m for a column pass). */
-#define BT2(S)                                                                                  \
+/* The 1-D transforms on lanes x < n.  LD(i) is input i of lane x, ST(k, v) stores output k.  Row passes
+ * combine whole rows (separate pointers, unit stride); column passes read (or write) the interleaved
+ * values of one row through a single base pointer with a constant stride, which the vectoriser turns
+ * into contiguous loads and permutes instead of gathers. */
+#define BT2(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x * S], d1 = d[1][x * S], d2 = d[2][x * S], d3 = d[3][x * S];     \
-        o[0][x] = d0 - d2, o[1][x] = d1 + d2, o[2][x] = d2 - d1, o[3][x] = d1 - d3;             \
+        const float d0 = LD(0), d1 = LD(1), d2 = LD(2), d3 = LD(3);                             \
+        ST(0, d0 - d2), ST(1, d1 + d2), ST(2, d2 - d1), ST(3, d1 - d3);                         \
     }
-#define BT4(S)                                                                                  \
+#define BT4(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x * S], d1 = d[1][x * S], d2 = d[2][x * S], d3 = d[3][x * S];     \
-        const float d4 = d[4][x * S], d5 = d[5][x * S];                                         \
+        const float d0 = LD(0), d1 = LD(1), d2 = LD(2), d3 = LD(3), d4 = LD(4), d5 = LD(5);     \
         const float a = d4 - 4.0f * d2, b = d3 - 4.0f * d1, c = d4 - d2, e = 2.0f * (d3 - d1);  \
-        o[0][x] = 4.0f * d0 - 5.0f * d2 + d4, o[1][x] = a + b, o[2][x] = a - b;                \
-        o[3][x] = c + e, o[4][x] = c - e, o[5][x] = 4.0f * d1 - 5.0f * d3 + d5;                 \
+        ST(0, 4.0f * d0 - 5.0f * d2 + d4), ST(1, a + b), ST(2, a - b);                          \
+        ST(3, c + e), ST(4, c - e), ST(5, 4.0f * d1 - 5.0f * d3 + d5);                          \
     }
-NN_SIMD static void tr_bt(int m, float *const *o, const float *const *d, int s, int n)
-{
-    if (m == 2 && s == 1) BT2(1)
-    else if (m == 2) BT2(2)
-    else if (s == 1) BT4(1)
-    else BT4(4)
-}
-
-/* o[k][x] = sum_i A[k][i] d[i][x*S] (A = (A^T)^T, a2 x m): the dy side of the weight gradient. */
-#define AA2(S)                                                                                  \
+/* A = (A^T)^T, a x m: the dy side of the weight gradient */
+#define AA2(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x * S], d1 = d[1][x * S];                                         \
-        o[0][x] = d0, o[1][x] = d0 + d1, o[2][x] = d0 - d1, o[3][x] = -d1;                      \
+        const float d0 = LD(0), d1 = LD(1);                                                     \
+        ST(0, d0), ST(1, d0 + d1), ST(2, d0 - d1), ST(3, -d1);                                  \
     }
-#define AA4(S)                                                                                  \
+#define AA4(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x * S], d1 = d[1][x * S], d2 = d[2][x * S], d3 = d[3][x * S];     \
+        const float d0 = LD(0), d1 = LD(1), d2 = LD(2), d3 = LD(3);                             \
         const float p = d0 + d2, q = d1 + d3, r = d0 + 4.0f * d2, t = 2.0f * d1 + 8.0f * d3;    \
-        o[0][x] = d0, o[1][x] = p + q, o[2][x] = p - q, o[3][x] = r + t, o[4][x] = r - t;       \
-        o[5][x] = d3;                                                                           \
+        ST(0, d0), ST(1, p + q), ST(2, p - q), ST(3, r + t), ST(4, r - t), ST(5, d3);           \
     }
-NN_SIMD static void tr_a(int m, float *const *o, const float *const *d, int s, int n)
-{
-    if (m == 2 && s == 1) AA2(1)
-    else if (m == 2) AA2(2)
-    else if (s == 1) AA4(1)
-    else AA4(4)
-}
-
-/* o[j][x*S] = sum_l A^T[j][l] d[l][x] (m outputs from a2 inputs; S: store stride). */
-#define AT2(S)                                                                                  \
+/* A^T, m x a: the output side */
+#define AT2(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x], d1 = d[1][x], d2 = d[2][x], d3 = d[3][x];                     \
-        o[0][x * S] = d0 + d1 + d2, o[1][x * S] = d1 - d2 - d3;                                 \
+        const float d0 = LD(0), d1 = LD(1), d2 = LD(2), d3 = LD(3);                             \
+        ST(0, d0 + d1 + d2), ST(1, d1 - d2 - d3);                                               \
     }
-#define AT4(S)                                                                                  \
+#define AT4(LD, ST)                                                                             \
     _Pragma("omp simd") for (int x = 0; x < n; x++) {                                           \
-        const float d0 = d[0][x], d1 = d[1][x], d2 = d[2][x], d3 = d[3][x], d4 = d[4][x];       \
-        const float d5 = d[5][x];                                                               \
+        const float d0 = LD(0), d1 = LD(1), d2 = LD(2), d3 = LD(3), d4 = LD(4), d5 = LD(5);     \
         const float p = d1 + d2, q = d1 - d2, r = d3 + d4, t = d3 - d4;                         \
-        o[0][x * S] = d0 + p + r, o[1][x * S] = q + 2.0f * t, o[2][x * S] = p + 4.0f * r;       \
-        o[3][x * S] = q + 8.0f * t + d5;                                                        \
+        ST(0, d0 + p + r), ST(1, q + 2.0f * t), ST(2, p + 4.0f * r), ST(3, q + 8.0f * t + d5);  \
     }
-NN_SIMD static void tr_at(int m, float *const *o, const float *const *d, int s, int n)
+#define LROW(i) d[i][x]
+#define SROW(k, v) o[k][x] = (v)
+#define LCOL2(i) b[x * 2 + (i)]
+#define LCOL4(i) b[x * 4 + (i)]
+#define SCOL2(k, v) z[x * 2 + (k)] = (v)
+#define SCOL4(k, v) z[x * 4 + (k)] = (v)
+
+/* rows: o[k][x] = sum_i T[k][i] d[i][x] */
+NN_SIMD static void bt_rows(int m, float *const *o, const float *const *d, int n)
 {
-    if (m == 2 && s == 1) AT2(1)
-    else if (m == 2) AT2(2)
-    else if (s == 1) AT4(1)
-    else AT4(4)
+    if (m == 2) BT2(LROW, SROW)
+    else BT4(LROW, SROW)
+}
+NN_SIMD static void a_rows(int m, float *const *o, const float *const *d, int n)
+{
+    if (m == 2) AA2(LROW, SROW)
+    else AA4(LROW, SROW)
+}
+NN_SIMD static void at_rows(int m, float *const *o, const float *const *d, int n)
+{
+    if (m == 2) AT2(LROW, SROW)
+    else AT4(LROW, SROW)
+}
+/* columns: o[k][x] = sum_j T[k][j] b[x*m + j] */
+NN_SIMD static void bt_cols(int m, float *const *o, const float *b, int n)
+{
+    if (m == 2) BT2(LCOL2, SROW)
+    else BT4(LCOL4, SROW)
+}
+NN_SIMD static void a_cols(int m, float *const *o, const float *b, int n)
+{
+    if (m == 2) AA2(LCOL2, SROW)
+    else AA4(LCOL4, SROW)
+}
+/* z[x*m + j] = sum_l A^T[j][l] d[l][x] */
+NN_SIMD static void at_cols(int m, float *z, const float *const *d, int n)
+{
+    if (m == 2) AT2(LROW, SCOL2)
+    else AT4(LROW, SCOL4)
 }
 
 /* V for one (channel, image) plane xp (h x w): element (xi, tile t = ty*tw + tx) at v[xi*ldv + t]. */
@@ -156,10 +172,10 @@ static void in_plane(int m, float *v, int64_t ldv, const float *xp, int h, int w
             const float *d[AMAX];
             float *o[AMAX];
             for (int i = 0; i < a; i++) d[i] = buf[i], o[i] = r[i];
-            tr_bt(m, o, d, 1, wd);
+            bt_rows(m, o, d, wd);
             for (int k = 0; k < a; k++) {
-                for (int j = 0; j < a; j++) d[j] = r[k] + j, o[j] = v + (int64_t)(k * a + j) * ldv + ty * tw + tx0;
-                tr_bt(m, o, d, m, nt);
+                for (int j = 0; j < a; j++) o[j] = v + (int64_t)(k * a + j) * ldv + ty * tw + tx0;
+                bt_cols(m, o, r[k], nt);
             }
         }
 }
@@ -186,11 +202,10 @@ static void dy_plane(int m, float *v, int64_t ldv, const float *gp, int ho, int 
             float *o[AMAX];
             for (int i = 0; i < m; i++) d[i] = buf[i];
             for (int k = 0; k < a; k++) o[k] = r[k];
-            tr_a(m, o, d, 1, wd);
+            a_rows(m, o, d, wd);
             for (int k = 0; k < a; k++) {
-                for (int j = 0; j < m; j++) d[j] = r[k] + j;
                 for (int j = 0; j < a; j++) o[j] = v + (int64_t)(k * a + j) * ldv + ty * tw + tx0;
-                tr_a(m, o, d, m, nt);
+                a_cols(m, o, r[k], nt);
             }
         }
 }
@@ -208,12 +223,11 @@ static void out_plane(int m, float *yp, float beta, const float *mm, int64_t ldm
             /* z[k][tx*m + j] = sum_l A^T[j][l] M[k*a + l][tx] */
             for (int k = 0; k < a; k++) {
                 for (int l = 0; l < a; l++) d[l] = mm + (int64_t)(k * a + l) * ldm + ty * tw + tx0;
-                for (int j = 0; j < m; j++) o[j] = z[k] + j;
-                tr_at(m, o, d, m, nt);
+                at_cols(m, z[k], d, nt);
             }
             for (int k = 0; k < a; k++) d[k] = z[k];
             for (int i = 0; i < m; i++) o[i] = yr[i];
-            tr_at(m, o, d, 1, wd);
+            at_rows(m, o, d, wd);
             const int cl = wo - c0 < wd ? wo - c0 : wd;
             for (int i = 0; i < m && ty * m + i < ho; i++) {
                 float *dst = yp + (int64_t)(ty * m + i) * wo + c0;
@@ -224,72 +238,86 @@ static void out_plane(int m, float *yp, float beta, const float *mm, int64_t ldm
         }
 }
 
-/* U[xi][co][ci] = (G g G^T)[xi] for the kernel w (c_out, c_in, 3, 3). */
-NN_SIMD static void kernel_row(int m, float *u, int64_t ldu, const float *w, int c_in)
+/* G (a x 3) applied to 3 values: F(2x2) G = [1 0 0; .5 .5 .5; .5 -.5 .5; 0 0 1], F(4x4) G = [1/4 0 0;
+ * -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]; and G^T (3 x a) applied to a values. */
+#define G2(g0, g1, g2, ST) ST(0, g0), ST(1, 0.5f * (g0 + g1 + g2)), ST(2, 0.5f * (g0 - g1 + g2)), ST(3, g2)
+#define G4(g0, g1, g2, ST)                                                                      \
+    ST(0, 0.25f * g0), ST(1, -S6 * (g0 + g1 + g2)), ST(2, -S6 * (g0 - g1 + g2)),                \
+        ST(3, S24 * (g0 + 2.0f * g1 + 4.0f * g2)), ST(4, S24 * (g0 - 2.0f * g1 + 4.0f * g2)), ST(5, g2)
+#define GT2(e, ST) ST(0, e(0) + 0.5f * (e(1) + e(2))), ST(1, 0.5f * (e(1) - e(2))), ST(2, 0.5f * (e(1) + e(2)) + e(3))
+#define GT4(e, ST)                                                                              \
+    ST(0, 0.25f * e(0) - S6 * (e(1) + e(2)) + S24 * (e(3) + e(4))),                             \
+        ST(1, S6 * (e(2) - e(1)) + S12 * (e(3) - e(4))), ST(2, S6 * (e(3) + e(4) - e(1) - e(2)) + e(5))
+static const float S6 = 1.0f / 6.0f, S12 = 1.0f / 12.0f, S24 = 1.0f / 24.0f;
+
+#define KB 64   /* input channels per block of the kernel transforms */
+
+/* U[xi][co][ci] = (G g G^T)[xi] for one output channel's kernels w (c_in, 3, 3), ci0 .. ci0+nc-1:
+ * g transposed first so that the lanes (input channels) are contiguous. */
+NN_SIMD static void kernel_blk(int m, float *u, int64_t ldu, const float *w, int nc)
 {
     const int a = m + 2;
+    float g[9][KB], t[AMAX][3][KB];
+    for (int ci = 0; ci < nc; ci++)
+        for (int r = 0; r < 9; r++) g[r][ci] = w[ci * 9 + r];
+    for (int c = 0; c < 3; c++) {   /* t = G g: a x 3 */
+#define ST(k, v) t[k][c][x] = (v)
+        if (m == 2) {
 #pragma omp simd
-    for (int ci = 0; ci < c_in; ci++) {
-        const float *g = w + (int64_t)ci * 9;
-        float t[AMAX][3];   /* G g: a x 3 */
-        for (int c = 0; c < 3; c++) {
-            const float g0 = g[c], g1 = g[3 + c], g2 = g[6 + c];
-            if (m == 2) {
-                t[0][c] = g0, t[1][c] = 0.5f * (g0 + g1 + g2), t[2][c] = 0.5f * (g0 - g1 + g2), t[3][c] = g2;
-            } else {
-                t[0][c] = 0.25f * g0;
-                t[1][c] = -(g0 + g1 + g2) / 6.0f, t[2][c] = -(g0 - g1 + g2) / 6.0f;
-                t[3][c] = (g0 + 2.0f * g1 + 4.0f * g2) / 24.0f, t[4][c] = (g0 - 2.0f * g1 + 4.0f * g2) / 24.0f;
-                t[5][c] = g2;
-            }
+            for (int x = 0; x < nc; x++) G2(g[c][x], g[3 + c][x], g[6 + c][x], ST);
+        } else {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) G4(g[c][x], g[3 + c][x], g[6 + c][x], ST);
         }
-        for (int k = 0; k < a; k++) {
-            const float g0 = t[k][0], g1 = t[k][1], g2 = t[k][2];
-            float *uk = u + (int64_t)k * a * ldu + ci;
-            if (m == 2) {
-                uk[0] = g0, uk[ldu] = 0.5f * (g0 + g1 + g2), uk[2 * ldu] = 0.5f * (g0 - g1 + g2), uk[3 * ldu] = g2;
-            } else {
-                uk[0] = 0.25f * g0;
-                uk[ldu] = -(g0 + g1 + g2) / 6.0f, uk[2 * ldu] = -(g0 - g1 + g2) / 6.0f;
-                uk[3 * ldu] = (g0 + 2.0f * g1 + 4.0f * g2) / 24.0f, uk[4 * ldu] = (g0 - 2.0f * g1 + 4.0f * g2) / 24.0f;
-                uk[5 * ldu] = g2;
-            }
+#undef ST
+    }
+    for (int k = 0; k < a; k++) {   /* U = t G^T */
+        float *uk = u + (int64_t)k * a * ldu;
+#define ST(l, v) uk[(l) * ldu + x] = (v)
+        if (m == 2) {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) G2(t[k][0][x], t[k][1][x], t[k][2][x], ST);
+        } else {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) G4(t[k][0][x], t[k][1][x], t[k][2][x], ST);
         }
+#undef ST
     }
 }
 
-/* dw[co][ci] += G^T dU[.][co][ci] G (3 x 3 from a x a). */
-NN_SIMD static void kernel_grad_row(int m, float *dw, const float *du, int64_t ldu, int c_in)
+/* dw[co][ci] += G^T dU[.][co][ci] G (3 x 3 from a x a), ci0 .. ci0+nc-1 of one output channel. */
+NN_SIMD static void kernel_grad_blk(int m, float *dw, const float *du, int64_t ldu, int nc)
 {
     const int a = m + 2;
+    float t[3][AMAX][KB], g[9][KB];
+    for (int l = 0; l < a; l++) {   /* t = G^T dU: 3 x a */
+#define E(k) du[(int64_t)((k) * a + l) * ldu + x]
+#define ST(r, v) t[r][l][x] = (v)
+        if (m == 2) {
 #pragma omp simd
-    for (int ci = 0; ci < c_in; ci++) {
-        float t[3][AMAX];   /* G^T dU: 3 x a */
-        for (int l = 0; l < a; l++) {
-            float e[AMAX];
-            for (int k = 0; k < a; k++) e[k] = du[(int64_t)(k * a + l) * ldu + ci];
-            if (m == 2) {
-                t[0][l] = e[0] + 0.5f * (e[1] + e[2]), t[1][l] = 0.5f * (e[1] - e[2]);
-                t[2][l] = 0.5f * (e[1] + e[2]) + e[3];
-            } else {
-                t[0][l] = 0.25f * e[0] - (e[1] + e[2]) / 6.0f + (e[3] + e[4]) / 24.0f;
-                t[1][l] = (e[2] - e[1]) / 6.0f + (e[3] - e[4]) / 12.0f;
-                t[2][l] = -(e[1] + e[2]) / 6.0f + (e[3] + e[4]) / 6.0f + e[5];
-            }
+            for (int x = 0; x < nc; x++) GT2(E, ST);
+        } else {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) GT4(E, ST);
         }
-        float *g = dw + (int64_t)ci * 9;
-        for (int r = 0; r < 3; r++) {
-            const float *e = t[r];
-            if (m == 2) {
-                g[r * 3] += e[0] + 0.5f * (e[1] + e[2]), g[r * 3 + 1] += 0.5f * (e[1] - e[2]);
-                g[r * 3 + 2] += 0.5f * (e[1] + e[2]) + e[3];
-            } else {
-                g[r * 3] += 0.25f * e[0] - (e[1] + e[2]) / 6.0f + (e[3] + e[4]) / 24.0f;
-                g[r * 3 + 1] += (e[2] - e[1]) / 6.0f + (e[3] - e[4]) / 12.0f;
-                g[r * 3 + 2] += -(e[1] + e[2]) / 6.0f + (e[3] + e[4]) / 6.0f + e[5];
-            }
-        }
+#undef E
+#undef ST
     }
+    for (int r = 0; r < 3; r++) {   /* g = t G */
+#define E(l) t[r][l][x]
+#define ST(s, v) g[r * 3 + (s)][x] = (v)
+        if (m == 2) {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) GT2(E, ST);
+        } else {
+#pragma omp simd
+            for (int x = 0; x < nc; x++) GT4(E, ST);
+        }
+#undef E
+#undef ST
+    }
+    for (int ci = 0; ci < nc; ci++)
+        for (int r = 0; r < 9; r++) dw[ci * 9 + r] += g[r][ci];
 }
 
 /* ---------------------------------------------------------------- drivers ---- */
@@ -354,7 +382,9 @@ int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int6
     float *U = ws;
     const int64_t ldu = (int64_t)co_n * ci_n;
 #pragma omp parallel for schedule(static) if (ldu * a2 > NN_PAR_MIN)
-    for (int co = 0; co < co_n; co++) kernel_row(m, U + (int64_t)co * ci_n, ldu, l->w + (int64_t)co * ci_n * 9, ci_n);
+    for (int co = 0; co < co_n; co++)
+        for (int c0 = 0; c0 < ci_n; c0 += KB)
+            kernel_blk(m, U + (int64_t)co * ci_n + c0, ldu, l->w + ((int64_t)co * ci_n + c0) * 9, ci_n - c0 < KB ? ci_n - c0 : KB);
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
         const int64_t T = cn * tpi;
@@ -400,6 +430,9 @@ int nn_wino_dw(const nn_conv *l, const float *dy, const float *x, int64_t sc, in
         gemms(a2, 1, co_n, ci_n, (int)T, D, (int64_t)co_n * T, V, (int64_t)ci_n * T, n0 ? 1.0f : 0.0f, dU, ldu);
     }
 #pragma omp parallel for schedule(static) if (ldu * a2 > NN_PAR_MIN)
-    for (int co = 0; co < co_n; co++) kernel_grad_row(m, l->dw + (int64_t)co * ci_n * 9, dU + (int64_t)co * ci_n, ldu, ci_n);
+    for (int co = 0; co < co_n; co++)
+        for (int c0 = 0; c0 < ci_n; c0 += KB)
+            kernel_grad_blk(m, l->dw + ((int64_t)co * ci_n + c0) * 9, dU + (int64_t)co * ci_n + c0, ldu,
+                            ci_n - c0 < KB ? ci_n - c0 : KB);
     return 1;
 }
