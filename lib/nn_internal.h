@@ -61,7 +61,8 @@ void nn_sgemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a,
 /* Winograd convolution (nn_winograd.c) for 3x3, stride-1, pad-1 convolutions in fp32.  x element
  * (c, n, i, j) at x[c*sc + n*sn + i*w + j]; y and dy channel-major (C, N, H, W).  Each returns 0 when it
  * does not apply (shape, precision, nn_set_conv_algo, workspace too small) and the caller falls back. */
-int nn_wino_tile(const nn_conv *l, int h, int w);   /* tile size 2 or 4 the next call would use, or 0 */
+/* Tile size 2 or 4 that a forward (dw 0) or weight gradient (dw 1) on n images would use, or 0. */
+int nn_wino_tile(const nn_conv *l, int h, int w, int n, int dw);
 void nn_wino_set_tile(int m);                        /* 2 or 4: force that tile size; 0: automatic */
 /* Workspace floats for forward, input gradient and weight gradient on n images in one chunk. */
 size_t nn_wino_ws(const nn_conv *l, int h, int w, int n);

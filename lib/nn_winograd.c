@@ -54,14 +54,44 @@ void nn_wino_set_tile(int m)
 
 static int shape_ok(const nn_conv *l) { return l->k == 3 && l->stride == 1 && l->pad == 1; }
 
-int nn_wino_tile(const nn_conv *l, int h, int w)
+static int tiles(int s, int m) { return (s + m - 1) / m; }
+
+/* NN_CONV_AUTO.  Each call transforms the kernel (a2 c_in c_out values: a fixed cost of roughly the
+ * GEMM work of ~90 tiles) and then costs a2 c_in c_out per tile, so Winograd pays off with enough tiles
+ * in the batch, and F(4x4) (36 positions per 16 outputs) beats F(2x2) (16 per 4) with more still.
+ * Measured (ms per call, 2 threads, BLIS skx, nn_bench conv and single shapes; machine shared with other
+ * load), forward F4 / F2 / im2col and weight gradient F4 / F2 / im2col:
+ *   c 64  32x63 n32 (T4 4096): 14.7 / 18.3 / 22.1    16.4 / 25.9 / 24.8
+ *   c 128 16x32 n32 (T4 1024):  9.7 / 13.0 / 16.4    11.1 / 15.9 / 18.4
+ *   c 256  8x16 n32 (T4  256):  8.9 / 11.0 / 15.4     8.5 / 12.5 / 17.2
+ *   c 256  8x16 n8  (T4   64):  2.6 /  2.9 /  3.7     2.3 /  3.0 /  4.0
+ *   c 256  8x16 n4  (T4   32):  2.0 /  1.7 /  2.1     1.4 /  1.7 /  2.0
+ *   c 512  4x8  n32 (T4   64): 12.5 / 11.4 / 16.8     8.6 / 11.2 / 15.7
+ *   c 512  4x8  n16 (T4   32):  8.1 /  6.2 /  8.9     5.0 /  5.6 /  7.9
+ *   c 512  4x8  n8  (T4   16):  7.1 /  4.1 /  4.7     3.3 /  3.2 /  3.9
+ *   c 512  4x8  n4  (T4    8):  7.4 /  3.2 /  3.2     2.9 /  2.3 /  2.3
+ *   c 512  4x8  n1  (T4    2):  7.6 /  3.3 /  2.0     2.7 /  1.6 /  0.7
+ *   c 64  32x63 n1  (T4  128):  0.54 / 0.61 / 0.71    0.56 / 0.85 / 0.70
+ *   c 32  32x32 n32:            3.1 /  3.6 /  2.9     4.1 /  5.9 /  4.5
+ *   c 16  64x64 n32:            5.3 /  6.8 /  4.6     8.3 / 14.2 /  7.7
+ * Rule: im2col below 64 channels; forward (and input gradient) F(4x4) from 128 tiles of 4x4 in the batch
+ * (T4 = n ceil(h/4) ceil(w/4); F(4x4) also wins at 64 tiles when c <= 256), F(2x2) from 64 tiles of 2x2;
+ * weight gradient F(4x4) from 32 tiles of 4x4, F(2x2) from 64 of 2x2; else im2col. */
+static int auto_tile(const nn_conv *l, int h, int w, int n, int dw)
+{
+    if (l->c_in < 64 || l->c_out < 64) return 0;
+    const int64_t t4 = (int64_t)n * tiles(h, 4) * tiles(w, 4), t2 = (int64_t)n * tiles(h, 2) * tiles(w, 2);
+    if (t4 >= (dw ? 32 : 128) || (t4 >= 64 && l->c_in <= 256 && l->c_out <= 256)) return 4;
+    return t2 >= 64 ? 2 : 0;
+}
+
+int nn_wino_tile(const nn_conv *l, int h, int w, int n, int dw)
 {
     pthread_once(&algo_once, algo_init);
     if (!shape_ok(l) || nn_precision() != NN_FP32 || algo == NN_CONV_IM2COL) return 0;
-    const int m = tile_force ? tile_force : 4;
-    if (algo == NN_CONV_WINOGRAD) return m;
-    /* AUTO: see the rule at nn_wino_auto */
-    return m;
+    if (tile_force) return tile_force;
+    const int m = auto_tile(l, h, w, n, dw);
+    return m || algo == NN_CONV_AUTO ? m : 2;
 }
 
 /* ---------------------------------------------------------------- transforms ---- */
@@ -322,8 +352,6 @@ NN_SIMD static void kernel_grad_blk(int m, float *dw, const float *du, int64_t l
 
 /* ---------------------------------------------------------------- drivers ---- */
 
-static int tiles(int s, int m) { return (s + m - 1) / m; }
-
 size_t nn_wino_ws(const nn_conv *l, int h, int w, int n)
 {
     if (!shape_ok(l)) return 0;
@@ -371,7 +399,7 @@ static void input_transform(int m, float *v, int64_t ldv, const float *x, int64_
 int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n, int h,
                     int w, float *ws, size_t cap)
 {
-    const int m = nn_wino_tile(l, h, w);
+    const int m = nn_wino_tile(l, h, w, n, 0);
     if (!m) return 0;
     const int a = m + 2, a2 = a * a, th = tiles(h, m), tw = tiles(w, m);
     const int ci_n = l->c_in, co_n = l->c_out;
@@ -405,7 +433,7 @@ int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int6
 int nn_wino_dw(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h, int w,
                float *ws, size_t cap)
 {
-    const int m = nn_wino_tile(l, h, w);
+    const int m = nn_wino_tile(l, h, w, n, 1);
     if (!m) return 0;
     const int a = m + 2, a2 = a * a, th = tiles(h, m), tw = tiles(w, m);
     const int ci_n = l->c_in, co_n = l->c_out;
