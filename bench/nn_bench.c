@@ -4,7 +4,8 @@
  * Usage: nn_bench [-j THREADS] [-s STEPS] [-p fp32|bf16] [CASE...]
  * cases: sgemm r18train r50train r18infer, and those of the bf16 bench: r18train3 r50train3 r18infer3 (3x128x250)
  * and r18simclr (the ResNet-18 train step of SimCLR at 64x64, 2 x 256 views, imagenet stem, 10-way fc);
- * conv: each 3x3 stride-1 convolution shape of those networks at 3x128x250, im2col against Winograd. */
+ * conv: each 3x3 stride-1 convolution shape of those networks at 3x128x250, im2col against Winograd.
+ * -c: each case in -r rounds (3) of im2col then Winograd (NN_CONV_AUTO), with min and median images/s. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -175,13 +176,15 @@ static int want(int argc, char **argv, int first, const char *s)
 
 int main(int argc, char **argv)
 {
-    int threads = util_ncpu(), steps = 3, opt, prec = NN_FP32;
-    while ((opt = getopt(argc, argv, "j:s:p:")) != -1) {
+    int threads = util_ncpu(), steps = 3, opt, prec = NN_FP32, compare = 0, rounds = 3;
+    while ((opt = getopt(argc, argv, "j:s:p:cr:")) != -1) {
         if (opt == 'j') threads = atoi(optarg);
+        else if (opt == 'c') compare = 1;
+        else if (opt == 'r') rounds = atoi(optarg) > 0 ? atoi(optarg) : 1;
         else if (opt == 'p' && (prec = nn_precision_from_name(optarg)) >= 0) continue;
         else if (opt == 's') steps = atoi(optarg);
         else {
-            fprintf(stderr, "usage: nn_bench [-j THREADS] [-s STEPS] [-p fp32|bf16] [CASE...]\n");
+            fprintf(stderr, "usage: nn_bench [-j THREADS] [-s STEPS] [-p fp32|bf16] [-c [-r ROUNDS]] [CASE...]\n");
             return 2;
         }
     }
@@ -216,21 +219,45 @@ int main(int argc, char **argv)
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
         if (!(i < 3 ? WANT(cases[i].name) : want(argc, argv, optind, cases[i].name))) continue;
-        double fl, cs;
-        size_t bytes;
-        double t = run(cases[i].arch, cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, cases[i].train, steps, &fl,
-                       &bytes, &cs);
-        const double ips = cases[i].batch / t, gf = (cases[i].train ? 3 : 1) * fl * ips / 1e9;
-        const double gf_cpu = (cases[i].train ? 3 : 1) * fl * cases[i].batch / cs / 1e9 * threads;
-        printf("%s %s %dx%dx%d batch %d: %.2f GFLOP/img fwd, %.3f s/step, %7.1f images/s, %7.1f GFLOP/s", cases[i].arch,
-               cases[i].train ? "train" : "infer", cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, fl / 1e9, t, ips,
-               gf);
-        if (peak > 0) printf(" = %.0f%% of sgemm", 100 * gf / peak);
-        printf("; per CPU-second x %d: %.1f GFLOP/s", threads, gf_cpu);
-        if (peak_cpu > 0) printf(" = %.0f%% of sgemm's", 100 * gf_cpu / peak_cpu);
-        printf(" (workspace %zu MiB); %.2f images per CPU-second x %d\n", bytes >> 20,
-               cases[i].batch / cs * threads, threads);
-        fflush(stdout);
+        /* -c: rounds of im2col then Winograd (the AUTO rule), alternating so that both see the same
+         * load on a shared machine; then min and median images/s of each */
+        double ips_r[2][64];
+        const int nr = compare ? (rounds < 64 ? rounds : 64) : 1;
+        for (int q = 0; q < nr * (compare ? 2 : 1); q++) {
+            if (compare) nn_set_conv_algo(q % 2 == 0 ? NN_CONV_IM2COL : NN_CONV_AUTO);
+            double fl, cs;
+            size_t bytes;
+            double t = run(cases[i].arch, cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, cases[i].train, steps, &fl,
+                           &bytes, &cs);
+            const double ips = cases[i].batch / t, gf = (cases[i].train ? 3 : 1) * fl * ips / 1e9;
+            const double gf_cpu = (cases[i].train ? 3 : 1) * fl * cases[i].batch / cs / 1e9 * threads;
+            if (compare) ips_r[q % 2][q / 2] = ips, printf("[%s] ", q % 2 == 0 ? "im2col" : "winograd");
+            printf("%s %s %dx%dx%d batch %d: %.2f GFLOP/img fwd, %.3f s/step, %7.1f images/s, %7.1f GFLOP/s", cases[i].arch,
+                   cases[i].train ? "train" : "infer", cases[i].ch, cases[i].h, cases[i].w, cases[i].batch, fl / 1e9, t, ips,
+                   gf);
+            if (peak > 0) printf(" = %.0f%% of sgemm", 100 * gf / peak);
+            printf("; per CPU-second x %d: %.1f GFLOP/s", threads, gf_cpu);
+            if (peak_cpu > 0) printf(" = %.0f%% of sgemm's", 100 * gf_cpu / peak_cpu);
+            printf(" (workspace %zu MiB); %.2f images per CPU-second x %d\n", bytes >> 20,
+                   cases[i].batch / cs * threads, threads);
+            fflush(stdout);
+        }
+        if (compare) {
+            double mn[2], md[2];
+            for (int a = 0; a < 2; a++) {
+                double *v = ips_r[a];
+                for (int x = 1; x < nr; x++)   /* insertion sort */
+                    for (int y = x; y > 0 && v[y] < v[y - 1]; y--) {
+                        const double tmp = v[y];
+                        v[y] = v[y - 1], v[y - 1] = tmp;
+                    }
+                mn[a] = v[0], md[a] = nr % 2 ? v[nr / 2] : 0.5 * (v[nr / 2 - 1] + v[nr / 2]);
+            }
+            printf("%s %s: images/s over %d rounds, im2col min %.1f median %.1f, winograd min %.1f median %.1f; "
+                   "winograd / im2col: min %.2f, median %.2f\n", cases[i].name, cases[i].arch, nr, mn[0], md[0], mn[1],
+                   md[1], mn[1] / mn[0], md[1] / md[0]);
+            fflush(stdout);
+        }
     }
     return 0;
 }
