@@ -1,7 +1,8 @@
 /* nn_winograd_test: Winograd F(2x2,3x3) and F(4x4,3x3) (lib/nn_winograd.c) against the im2col path
  * (itself checked against the definition and finite differences in nn_layers_test) on ResNet-18/50
  * 3x3 shapes: forward, input gradient and weight gradient, with the error measured as
- * max |winograd - im2col| / max |im2col| per output tensor.  Then entry-by-entry central differences of
+ * max |winograd - im2col| / max |im2col| per output tensor; an (N, C, H, W) model input and beta 1
+ * (y += conv).  Then entry-by-entry central differences of
  * L = sum r_i y_i through the Winograd path, whole tiny ResNets along random directions
  * (tests/nn_gradcheck.h), and bit-identity between 1 and 2 threads and between runs. */
 #include <math.h>
@@ -104,6 +105,63 @@ static void compare(int ci, int co, int n, int h, int w, int one_image, double t
     nn_wino_set_tile(0);
     nn_set_conv_algo(NN_CONV_AUTO);
     free(y0), free(dx0), free(dw0);
+    case_free(&c);
+}
+
+/* The model input (N, C, H, W) (a small-stem ResNet's first convolution): forward and weight gradient
+ * through Winograd, the input gradient through col2im either way. */
+static void compare_nchw(int ci, int co, int n, int h, int w)
+{
+    conv_case c;
+    case_init(&c, ci, co, n, h, w, 0);
+    const int64_t nx = (int64_t)ci * n * h * w, ny = (int64_t)co * n * h * w, nw = (int64_t)co * ci * 9;
+    float *y0 = alloc(ny), *dx0 = alloc(nx), *dw0 = alloc(nw);
+    for (int a = 0; a < 3; a++) {
+        nn_set_conv_algo(a ? NN_CONV_WINOGRAD : NN_CONV_IM2COL);
+        nn_wino_set_tile(a == 2 ? 4 : 2);
+        nn_conv_forward(&c.l, c.y, c.x, 1, n, h, w, c.col, c.cap);
+        memset(c.l.dw, 0, sizeof(float) * nw);
+        nn_conv_backward(&c.l, c.dx, 0, c.dy, c.x, 1, n, h, w, c.col, c.cap);
+        if (!a) {
+            memcpy(y0, c.y, sizeof(float) * ny), memcpy(dx0, c.dx, sizeof(float) * nx), memcpy(dw0, c.l.dw, sizeof(float) * nw);
+            continue;
+        }
+        const int used = nn_wino_forward(&c.l, c.y, 1.0f, c.x, (int64_t)h * w, (int64_t)ci * h * w, n, h, w, c.col, c.cap);
+        nn_conv_forward(&c.l, c.y, c.x, 1, n, h, w, c.col, c.cap);   /* undo the beta-1 call's sum */
+        const double ey = rel_err(c.y, y0, ny), ex = rel_err(c.dx, dx0, nx), ew = rel_err(c.l.dw, dw0, nw);
+        const double tol = a == 1 ? 1e-5 : 1e-4;
+        test_check(used && ey < tol && ex < tol && ew < tol,
+                   "F(%dx%d,3x3) %d->%d n%d %dx%d NCHW input vs im2col: forward %.2g, input grad %.2g, weight grad %.2g "
+                   "(tol %.0e)", 2 * a, 2 * a, ci, co, n, h, w, ey, ex, ew, tol);
+    }
+    nn_wino_set_tile(0);
+    nn_set_conv_algo(NN_CONV_AUTO);
+    free(y0), free(dx0), free(dw0);
+    case_free(&c);
+}
+
+/* beta 1: y += conv(x) */
+static void check_beta(void)
+{
+    conv_case c;
+    case_init(&c, 32, 40, 2, 9, 10, 0);
+    const int64_t ny = 40 * 2 * 9 * 10;
+    float *y0 = alloc(ny), *base = alloc(ny);
+    fill(base, ny, 1.0);
+    nn_set_conv_algo(NN_CONV_IM2COL);
+    nn_conv_forward(&c.l, y0, c.x, 0, 2, 9, 10, c.col, c.cap);
+    for (int64_t i = 0; i < ny; i++) y0[i] += base[i];
+    nn_set_conv_algo(NN_CONV_WINOGRAD);
+    for (int m = 2; m <= 4; m += 2) {
+        nn_wino_set_tile(m);
+        memcpy(c.y, base, sizeof(float) * ny);
+        const int used = nn_wino_forward(&c.l, c.y, 1.0f, c.x, (int64_t)2 * 9 * 10, 9 * 10, 2, 9, 10, c.col, c.cap);
+        const double e = rel_err(c.y, y0, ny);
+        test_check(used && e < (m == 2 ? 1e-5 : 1e-4), "F(%dx%d,3x3) beta 1 adds onto y: %.2g", m, m, e);
+    }
+    nn_wino_set_tile(0);
+    nn_set_conv_algo(NN_CONV_AUTO);
+    free(y0), free(base);
     case_free(&c);
 }
 
@@ -314,6 +372,9 @@ int main(void)
     };
     for (int i = 0; i < (int)(sizeof shapes / sizeof shapes[0]); i++)
         compare(shapes[i].ci, shapes[i].co, shapes[i].n, shapes[i].h, shapes[i].w, shapes[i].one, 1e-5, 1e-4);
+    compare_nchw(3, 16, 2, 11, 13);
+    compare_nchw(64, 64, 2, 16, 18);
+    check_beta();
     fd_conv(2);
     fd_conv(4);
     /* nn_resnet_test's configuration (small stem, 16x16, batch 4); ResNet-18 at width 8, where fewer
