@@ -361,8 +361,10 @@ int main(void)
     util_rng_seed(&rng, 20261204);
     if (!nn_ukernel_info()) test_skip("micro-kernel unavailable: the im2col reference is the BLIS GEMM path");
     /* ResNet-18/50 3x3 shapes (channels, spatial size of each stage), odd sizes with partial tiles, c_in !=
-     * c_out.  Tolerances: F(2x2) 1e-5, F(4x4) 1e-4 (measured below; the error grows with the number of
-     * summed channels, and F(4x4) by its transform coefficients up to 8 and 1/24). */
+     * c_out.  Tolerances: F(2x2) 1e-5, F(4x4) 1e-4.  Measured (max abs err / max abs value, seed below):
+     * F(2x2) up to 9.1e-7 on every shape and tensor (im2col's own rounding level); F(4x4) up to 1.3e-5,
+     * largest at 512 channels (4x4, 4x8): the error grows with the summed channels, and F(4x4)'s
+     * transforms (coefficients up to 8 and down to 1/24) amplify rounding ~10x. */
     static const struct { int ci, co, n, h, w, one; } shapes[] = {
         {64, 64, 2, 32, 32, 0},  {128, 128, 2, 16, 16, 0}, {256, 256, 2, 8, 8, 0}, {512, 512, 2, 4, 4, 0},
         {64, 64, 2, 7, 13, 0},   {32, 48, 3, 9, 11, 0},    {48, 32, 2, 5, 6, 0},   {3, 5, 2, 1, 1, 0},
