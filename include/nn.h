@@ -64,6 +64,14 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
 /* nn_sgemm or nn_bf16_gemm, by nn_precision(): what the layers call. */
 void nn_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
              const float *b, int64_t ldb, float beta, float *c, int64_t ldc);
+/* Algorithm of the fp32 3x3, stride-1, pad-1 convolutions (forward, input and weight gradient),
+ * process-wide: NN_CONV_IM2COL the implicit im2col GEMM; NN_CONV_WINOGRAD Winograd F(4x4,3x3) (or
+ * F(2x2,3x3)) with a GEMM per tile position; NN_CONV_AUTO (default) Winograd where measured faster.
+ * The environment variable EARSIGHT_CONV=im2col|winograd sets the initial value.  bf16 always uses
+ * im2col.  Either choice is deterministic and bit-identical across thread counts. */
+enum nn_conv_algo { NN_CONV_AUTO = 0, NN_CONV_IM2COL = 1, NN_CONV_WINOGRAD = 2 };
+void nn_set_conv_algo(int a);
+int nn_conv_algo(void);
 /* Round-to-nearest-even float -> bf16 bits (NaN stays NaN), and back (exact). */
 uint16_t nn_bf16_round(float f);
 float nn_bf16_to_float(uint16_t h);

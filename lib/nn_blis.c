@@ -138,6 +138,14 @@ static void gemm1(int ta, int tb, int m, int n, int k, float alpha, const float 
                  m, n, k, &alpha, (float *)a, lda, 1, (float *)b, ldb, 1, &beta, c, ldc, 1, NULL, &rntm);
 }
 
+void nn_sgemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+               int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    nn_init();
+    gemm1(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
 void nn_sgemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
               const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {

@@ -54,4 +54,23 @@ typedef void (*nn_bf16_fill)(void *ctx, float *t, int64_t ldt, int r0, int nr, i
 void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
                        float beta, float *c, int64_t ldc);
 
+/* Single-threaded nn_sgemm (callers that spread independent products over threads themselves). */
+void nn_sgemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
+               int64_t ldb, float beta, float *c, int64_t ldc);
+
+/* Winograd convolution (nn_winograd.c) for 3x3, stride-1, pad-1 convolutions in fp32.  x element
+ * (c, n, i, j) at x[c*sc + n*sn + i*w + j]; y and dy channel-major (C, N, H, W).  Each returns 0 when it
+ * does not apply (shape, precision, nn_set_conv_algo, workspace too small) and the caller falls back. */
+/* Tile size 2 or 4 that a forward (dw 0) or weight gradient (dw 1) on n images would use, or 0. */
+int nn_wino_tile(const nn_conv *l, int h, int w, int n, int dw);
+void nn_wino_set_tile(int m);                        /* 2 or 4: force that tile size; 0: automatic */
+/* Workspace floats for forward, input gradient and weight gradient on n images in one chunk. */
+size_t nn_wino_ws(const nn_conv *l, int h, int w, int n);
+/* y = conv(x) (beta 0) or y += conv(x) (beta 1). */
+int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n, int h,
+                    int w, float *ws, size_t cap);
+/* l->dw += weight gradient from dy. */
+int nn_wino_dw(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h, int w,
+               float *ws, size_t cap);
+
 #endif

@@ -487,6 +487,7 @@ static void conv_gemm(const nn_conv *l, float *y, float beta, const float *x, in
     }
     const int64_t sc = x_nchw ? (int64_t)h * w : (int64_t)n * h * w;
     const int64_t sn = x_nchw ? (int64_t)l->c_in * h * w : (int64_t)h * w;
+    if (nn_wino_forward(l, y, beta, x, sc, sn, n, h, w, col, col_cap)) return;
     if (conv_ukernel(l, y, beta, x, sc, sn, n, h, w, col, col_cap)) return;
     const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
     for (int n0 = 0; n0 < n; n0 += chunk) {
@@ -531,7 +532,7 @@ void nn_conv_backward(const nn_conv *l, float *dx, int dx_add, const float *dy, 
     const int transposed = dx && conv_transposed_bwd(l, x_nchw);
     /* weight gradient: dw += dy (c_out, cols) . col^T, on the micro-kernel, or with the columns
      * recomputed chunk by chunk for BLIS; a stride-2 input gradient goes through col2im */
-    const int dw_done = conv_dw_ukernel(l, dy, x, sc, sn, n, h, w);
+    const int dw_done = nn_wino_dw(l, dy, x, sc, sn, n, h, w, col, col_cap) || conv_dw_ukernel(l, dy, x, sc, sn, n, h, w);
     if (!dw_done || (dx && !transposed)) {
         const int chunk = chunk_of(col_fwd(l, h, w), col_cap, n);
         for (int n0 = 0; n0 < n; n0 += chunk) {

@@ -13,6 +13,7 @@
 /* im2col workspace: enough for the largest convolution on one image, and up to this many floats so
  * that a GEMM covers several images of a small layer (wider GEMMs run closer to peak). */
 #define COL_TARGET ((size_t)6 << 20)
+#define WINO_TARGET ((size_t)8 << 20)
 
 void nn_config_default(nn_config *c)
 {
@@ -516,6 +517,22 @@ static void layout_ws(nn_ws *ws, const nn_model *m, arena *a)
             if (cv[i]->c_out && nn_conv_ws_fast(cv[i], 0) > fast) fast = nn_conv_ws_fast(cv[i], 0);
     }
     if (fast > cap) cap = fast;
+    /* Winograd (3x3 stride-1 convolutions): transformed kernel and tiles of the whole batch when that
+     * is at most WINO_TARGET floats beyond the kernel, else of as many images as fit (at least one) */
+    for (int b = 0; b < m->n_blocks; b++) {
+        const nn_block *k = &m->blocks[b];
+        const blk_ws *bw = &ws->blk[b];
+        const nn_conv *cv[3] = {&k->conv1, &k->conv2, &k->conv3};
+        const int hs[3] = {bw->h, k->conv3.c_out ? bw->h : bw->ho, bw->ho}, wss[3] = {bw->w, k->conv3.c_out ? bw->w : bw->wo, bw->wo};
+        for (int i = 0; i < 3; i++) {
+            if (!cv[i]->c_out) continue;
+            const size_t fixed = nn_wino_ws(cv[i], hs[i], wss[i], 0), one = nn_wino_ws(cv[i], hs[i], wss[i], 1);
+            const size_t all = nn_wino_ws(cv[i], hs[i], wss[i], B);
+            size_t want = all < fixed + WINO_TARGET ? all : fixed + WINO_TARGET;
+            if (want < one) want = one;
+            if (want > cap) cap = want;
+        }
+    }
     ws->col_cap = cap;
     ws->col = take(a, cap ? cap : 1, sizeof(float));
 }
