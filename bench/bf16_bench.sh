@@ -17,6 +17,7 @@ PRECS=fp32
 TORCH=0
 "$PY" -c 'import torch, torchvision' 2>/dev/null && TORCH=1
 echo "bf16_bench: $J threads, best of $S steps; precisions: $PRECS; PyTorch: $([ $TORCH = 1 ] && "$PY" -c 'import torch; print(torch.__version__)' || echo absent)"
+[ -x "$BENCH/isa_bench" ] && "$BENCH/isa_bench" | sed 's/^/bf16_bench: /'
 printf '%-10s %-5s %10s %10s %10s %10s %8s %8s\n' case prec ours_cpu torch_cpu ours_wall torch_wall r_cpu r_wall
 for c in r18train3 r50train3 r18simclr r18infer3; do
     for p in $PRECS; do
