@@ -995,17 +995,48 @@ NN_SIMD void nn_relu_backward(float *dx, const float *dy, const float *y, int64_
     for (int64_t i = 0; i < n; i++) dx[i] = y[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+/* One output row of a 3x3 stride-2 pool over columns [ow0, ow1) whose windows lie inside the row band
+ * r0 (the window's top input row, in range with the two below it): the scan order and tie/NaN rules of
+ * the general loop (first maximum in row-major window order; the first NaN wins), without bounds
+ * tests and as lane masks, so that the compiler vectorises across outputs. */
+NN_SIMD static void pool3s2_row(float *yr, int32_t *ir, const float *xp, int w, int r0, int ow0, int ow1)
+{
+#pragma omp simd
+    for (int ow = ow0; ow < ow1; ow++) {
+        const int base = r0 * w + 2 * ow - 1;
+        float best = xp[base];
+        int bi = base, done = best != best;
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const int o = base + kh * w + kw;
+                const float v = xp[o];
+                const int up = !done && (v > best || v != v);
+                best = up ? v : best;
+                bi = up ? o : bi;
+                done = done || (up && v != v);
+            }
+        yr[ow] = best;
+        ir[ow] = bi;
+    }
+}
+
 void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, int h, int w, int k,
                         int stride, int pad)
 {
     const int ho = nn_out_size(h, k, stride, pad), wo = nn_out_size(w, k, stride, pad);
+    /* ResNet's stem pool (3x3, stride 2, pad 1): interior windows take the vectorised row */
+    const int fast = k == 3 && stride == 2 && pad == 1;
+    const int ow_lo = 1, ow_hi = (w - 2) / 2 + 1;   /* 2 ow + 1 <= w - 1 */
 #pragma omp parallel for schedule(static) if (planes * h * w > NN_PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * h * w;
         float *yp = y + pl * ho * wo;
         int32_t *ip = idx + pl * ho * wo;
-        for (int oh = 0; oh < ho; oh++)
+        for (int oh = 0; oh < ho; oh++) {
+            const int inner = fast && oh >= 1 && 2 * oh + 1 <= h - 1 && ow_hi > ow_lo;
+            if (inner) pool3s2_row(yp + oh * wo, ip + oh * wo, xp, w, 2 * oh - 1, ow_lo, ow_hi < wo ? ow_hi : wo);
             for (int ow = 0; ow < wo; ow++) {
+                if (inner && ow >= ow_lo && ow < ow_hi) continue;
                 float best = -INFINITY;
                 int bi = -1;
                 for (int kh = 0; kh < k; kh++) {
@@ -1027,6 +1058,7 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, 
                 yp[oh * wo + ow] = best;
                 ip[oh * wo + ow] = bi;
             }
+        }
     }
 }
 

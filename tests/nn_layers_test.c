@@ -348,6 +348,52 @@ static void test_bn_twin(int one_d)
     free(p), free(x), free(res);
 }
 
+/* Max pooling against the definition read literally, indices included: the first maximum in row-major
+ * window order wins a tie, the first NaN wins outright (torch's rules).  Values drawn from a few
+ * levels make ties common; some NaNs; sizes odd and even, so that the vectorised interior of the
+ * 3x3/2 pool and its borders are both exercised. */
+static void test_maxpool_rules(void)
+{
+    static const int shapes[][2] = {{9, 13}, {8, 16}, {5, 6}, {33, 70}, {3, 3}, {2, 2}, {1, 7}};
+    static const int cfg[][3] = {{3, 2, 1}, {3, 1, 1}, {2, 2, 0}};
+    int bad = 0, cases = 0;
+    for (int si = 0; si < 7; si++)
+        for (int ci = 0; ci < 3; ci++) {
+            const int h = shapes[si][0], w = shapes[si][1], k = cfg[ci][0], st = cfg[ci][1], pd = cfg[ci][2];
+            if (h + 2 * pd < k || w + 2 * pd < k) continue;
+            const int ho = nn_out_size(h, k, st, pd), wo = nn_out_size(w, k, st, pd), planes = 3;
+            float *x = alloc((int64_t)planes * h * w), *y = alloc((int64_t)planes * ho * wo);
+            int32_t *ix = malloc(sizeof(int32_t) * planes * ho * wo);
+            for (int64_t i = 0; i < (int64_t)planes * h * w; i++) {
+                x[i] = (float)(int)(4 * util_rng_uniform(&rng)) - 1.5f;
+                if (util_rng_uniform(&rng) < 0.03) x[i] = NAN;
+            }
+            nn_maxpool_forward(y, ix, x, planes, h, w, k, st, pd);
+            for (int pl = 0; pl < planes; pl++)
+                for (int i = 0; i < ho; i++)
+                    for (int j = 0; j < wo; j++) {
+                        const float *xp = x + (int64_t)pl * h * w;
+                        float best = -INFINITY;
+                        int bi = -1;
+                        for (int a = 0; a < k && !(bi >= 0 && isnan(best)); a++)
+                            for (int b = 0; b < k; b++) {
+                                const int ii = i * st - pd + a, jj = j * st - pd + b;
+                                if (ii < 0 || ii >= h || jj < 0 || jj >= w) continue;
+                                const float v = xp[ii * w + jj];
+                                if (bi < 0 || v > best || isnan(v)) best = v, bi = ii * w + jj;
+                                if (isnan(v)) break;
+                            }
+                        const int64_t o = ((int64_t)pl * ho + i) * wo + j;
+                        const int same = ix[o] == bi && (isnan(best) ? isnan(y[o]) : y[o] == best);
+                        bad += !same;
+                        cases++;
+                    }
+            free(x), free(y), free(ix);
+        }
+    test_check(bad == 0, "maxpool: value and index as the definition (first maximum, first NaN) in %d outputs of "
+               "7 shapes x 3x3/2/1, 3x3/1/1, 2x2/2/0 (%d differ)", cases, bad);
+}
+
 /* ---------------------------------------------------------------- linear, relu, pooling, dropout ---- */
 
 typedef struct {
@@ -696,6 +742,7 @@ int main(void)
     bn_mode = "";
     test_bn_twin(0);
     test_bn_twin(1);
+    test_maxpool_rules();
     test_linear();
     test_pointwise();
     test_ce();
