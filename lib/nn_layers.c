@@ -1020,6 +1020,49 @@ NN_SIMD static void pool3s2_row(float *yr, int32_t *ir, const float *xp, int w, 
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* The same row with AVX-512, 16 outputs at a time: the three columns of a window row are the even
+ * lanes of 32 floats loaded at 2 ow - 1, 2 ow and 2 ow + 1; the scan order and tie/NaN rules are
+ * pool3s2_row's, as lane masks.  Returns the first output it left for the caller. */
+__attribute__((target("avx512f"))) static int pool3s2_row16(float *yr, int32_t *ir, const float *xp, int w, int r0,
+                                                            int ow0, int ow1)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    const __m512i lane2 = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                             _mm512_set1_epi32(2));
+    int ow = ow0;
+    for (; ow + 16 <= ow1; ow += 16) {
+        const int base = r0 * w + 2 * ow - 1;
+        __m512 best = _mm512_setzero_ps();
+        __m512i bi = _mm512_setzero_si512();
+        __mmask16 done = 0;
+        for (int kh = 0; kh < 3; kh++)
+            for (int kw = 0; kw < 3; kw++) {
+                const int o = base + kh * w + kw;
+                const __m512 v = _mm512_permutex2var_ps(_mm512_loadu_ps(xp + o), even, _mm512_loadu_ps(xp + o + 16));
+                const __m512i iv = _mm512_add_epi32(_mm512_set1_epi32(o), lane2);
+                const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                if (kh == 0 && kw == 0) {
+                    best = v, bi = iv, done = nan;
+                    continue;
+                }
+                const __mmask16 up = (__mmask16)(~done & (_mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | nan));
+                best = _mm512_mask_blend_ps(up, best, v);
+                bi = _mm512_mask_blend_epi32(up, bi, iv);
+                done = (__mmask16)(done | (up & nan));
+            }
+        _mm512_storeu_ps(yr + ow, best);
+        _mm512_storeu_si512(ir + ow, bi);
+    }
+    return ow;
+}
+static int have_avx512f(void) { return __builtin_cpu_supports("avx512f"); }
+#else
+static int pool3s2_row16(float *yr, int32_t *ir, const float *xp, int w, int r0, int ow0, int ow1) { return ow0; }
+static int have_avx512f(void) { return 0; }
+#endif
+
 void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, int h, int w, int k,
                         int stride, int pad)
 {
@@ -1027,6 +1070,7 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, 
     /* ResNet's stem pool (3x3, stride 2, pad 1): interior windows take the vectorised row */
     const int fast = k == 3 && stride == 2 && pad == 1;
     const int ow_lo = 1, ow_hi = (w - 2) / 2 + 1;   /* 2 ow + 1 <= w - 1 */
+    const int vec = fast && have_avx512f();
 #pragma omp parallel for schedule(static) if (planes * h * w > NN_PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         const float *xp = x + pl * h * w;
@@ -1034,7 +1078,15 @@ void nn_maxpool_forward(float *y, int32_t *idx, const float *x, int64_t planes, 
         int32_t *ip = idx + pl * ho * wo;
         for (int oh = 0; oh < ho; oh++) {
             const int inner = fast && oh >= 1 && 2 * oh + 1 <= h - 1 && ow_hi > ow_lo;
-            if (inner) pool3s2_row(yp + oh * wo, ip + oh * wo, xp, w, 2 * oh - 1, ow_lo, ow_hi < wo ? ow_hi : wo);
+            if (inner) {
+                const int hi = ow_hi < wo ? ow_hi : wo;
+                /* the last load of a 16-wide step reaches 2 ow + 32 of the window's bottom row: stop
+                 * the wide steps where that would leave the plane */
+                int hi16 = hi;
+                while (hi16 > ow_lo && (2 * oh + 1) * w + 2 * (hi16 - 1) + 32 >= (int64_t)h * w) hi16--;
+                const int done = vec ? pool3s2_row16(yp + oh * wo, ip + oh * wo, xp, w, 2 * oh - 1, ow_lo, hi16) : ow_lo;
+                pool3s2_row(yp + oh * wo, ip + oh * wo, xp, w, 2 * oh - 1, done, hi);
+            }
             for (int ow = 0; ow < wo; ow++) {
                 if (inner && ow >= ow_lo && ow < ow_hi) continue;
                 float best = -INFINITY;
