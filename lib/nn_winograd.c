@@ -374,6 +374,27 @@ static int wino_chunk(size_t fixed, size_t per, size_t cap, int n)
     return c >= (size_t)n ? n : (int)c;
 }
 
+/* What both drivers derive from the layer, the input size and the workspace: tile size m (0: not
+ * Winograd), a2 = (m + 2)^2 tile positions, th x tw tiles per image, the kernel block U/dU (usz floats,
+ * (co_n x ci_n) per position) at the start of ws, and the images per chunk that leave room for V and
+ * the products after it (0: the workspace is too small). */
+typedef struct {
+    int m, a2, th, tw, chunk;
+    int64_t tpi, hw, ldy, ldu;
+    size_t usz;
+} wino_plan;
+
+static int wino_plan_make(wino_plan *p, const nn_conv *l, int h, int w, int n, int dw, size_t cap)
+{
+    if (!(p->m = nn_wino_tile(l, h, w, n, dw))) return 0;
+    p->a2 = (p->m + 2) * (p->m + 2), p->th = tiles(h, p->m), p->tw = tiles(w, p->m);
+    p->tpi = (int64_t)p->th * p->tw, p->hw = (int64_t)h * w, p->ldy = (int64_t)n * p->hw;
+    p->ldu = (int64_t)l->c_out * l->c_in;
+    p->usz = ((size_t)p->a2 * p->ldu + 15) & ~(size_t)15;
+    p->chunk = wino_chunk(p->usz, (size_t)p->a2 * (l->c_in + l->c_out) * p->tpi, cap, n);
+    return p->chunk > 0;
+}
+
 /* The a2 GEMMs of one chunk: C[xi] = A[xi] op(B[xi]) (+ beta C[xi]), spread over threads by position. */
 static void gemms(int a2, int tb, int mm, int nn, int kk, const float *A, int64_t sa, const float *B, int64_t sb,
                   float beta, float *C, int64_t scm)
@@ -399,16 +420,12 @@ static void input_transform(int m, float *v, int64_t ldv, const float *x, int64_
 int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int64_t sc, int64_t sn, int n, int h,
                     int w, float *ws, size_t cap)
 {
-    const int m = nn_wino_tile(l, h, w, n, 0);
-    if (!m) return 0;
-    const int a = m + 2, a2 = a * a, th = tiles(h, m), tw = tiles(w, m);
-    const int ci_n = l->c_in, co_n = l->c_out;
-    const int64_t tpi = (int64_t)th * tw, hw = (int64_t)h * w, ldy = (int64_t)n * hw;
-    const size_t usz = ((size_t)a2 * co_n * ci_n + 15) & ~(size_t)15;
-    const int chunk = wino_chunk(usz, (size_t)a2 * (ci_n + co_n) * tpi, cap, n);
-    if (!chunk) return 0;
+    wino_plan p;
+    if (!wino_plan_make(&p, l, h, w, n, 0, cap)) return 0;
+    const int m = p.m, a2 = p.a2, th = p.th, tw = p.tw, chunk = p.chunk, ci_n = l->c_in, co_n = l->c_out;
+    const int64_t tpi = p.tpi, hw = p.hw, ldy = p.ldy, ldu = p.ldu;
+    const size_t usz = p.usz;
     float *U = ws;
-    const int64_t ldu = (int64_t)co_n * ci_n;
 #pragma omp parallel for schedule(static) if (ldu * a2 > NN_PAR_MIN)
     for (int co = 0; co < co_n; co++)
         for (int c0 = 0; c0 < ci_n; c0 += KB)
@@ -433,16 +450,12 @@ int nn_wino_forward(const nn_conv *l, float *y, float beta, const float *x, int6
 int nn_wino_dw(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h, int w,
                float *ws, size_t cap)
 {
-    const int m = nn_wino_tile(l, h, w, n, 1);
-    if (!m) return 0;
-    const int a = m + 2, a2 = a * a, th = tiles(h, m), tw = tiles(w, m);
-    const int ci_n = l->c_in, co_n = l->c_out;
-    const int64_t tpi = (int64_t)th * tw, hw = (int64_t)h * w, ldy = (int64_t)n * hw;
-    const size_t usz = ((size_t)a2 * co_n * ci_n + 15) & ~(size_t)15;
-    const int chunk = wino_chunk(usz, (size_t)a2 * (ci_n + co_n) * tpi, cap, n);
-    if (!chunk) return 0;
+    wino_plan p;
+    if (!wino_plan_make(&p, l, h, w, n, 1, cap)) return 0;
+    const int m = p.m, a2 = p.a2, th = p.th, tw = p.tw, chunk = p.chunk, ci_n = l->c_in, co_n = l->c_out;
+    const int64_t tpi = p.tpi, hw = p.hw, ldy = p.ldy, ldu = p.ldu;
+    const size_t usz = p.usz;
     float *dU = ws;
-    const int64_t ldu = (int64_t)co_n * ci_n;
     for (int n0 = 0; n0 < n; n0 += chunk) {
         const int cn = n - n0 < chunk ? n - n0 : chunk;
         const int64_t T = cn * tpi;
