@@ -262,6 +262,27 @@ BF16_TARGET static void kernel(int kp, const uint32_t *ap, const uint32_t *bp, f
     ROW_SAVE(0); ROW_SAVE(1); ROW_SAVE(2); ROW_SAVE(3); ROW_SAVE(4); ROW_SAVE(5);
 }
 
+/* The rows of C for one packed B block (depth pc .. pc+kl-1, nl columns from c): A packed MC rows at a
+ * time into ap, then every MR x NR tile; the first depth block applies beta, the others add. */
+BF16_TARGET static void block(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
+                              int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+{
+    const int kp = (kl + 1) / 2;
+    for (int ic = 0; ic < m; ic += MC) {
+        const int ml = m - ic < MC ? m - ic : MC;
+        pack_a(ap, ta, a, lda, ic, ml, pc, kl);
+        for (int jr = 0; jr < nl; jr += NR) {
+            const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
+            const int nr = nl - jr < NR ? nl - jr : NR;
+            for (int ir = 0; ir < ml; ir += MR) {
+                const int mr = ml - ir < MR ? ml - ir : MR;
+                kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jr, ldc, mr, nr,
+                       alpha, beta, pc == 0);
+            }
+        }
+    }
+}
+
 /* One thread's GEMM on its slab of C. */
 BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
                               const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -275,21 +296,9 @@ BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float 
     for (int jc = 0; jc < n; jc += NC) {
         const int nl = n - jc < NC ? n - jc : NC;
         for (int pc = 0; pc < k; pc += KC) {
-            const int kl = k - pc < KC ? k - pc : KC, kp = (kl + 1) / 2;
+            const int kl = k - pc < KC ? k - pc : KC;
             pack_b(bp, tb, b, ldb, pc, kl, jc, nl);
-            for (int ic = 0; ic < m; ic += MC) {
-                const int ml = m - ic < MC ? m - ic : MC;
-                pack_a(ap, ta, a, lda, ic, ml, pc, kl);
-                for (int jr = 0; jr < nl; jr += NR) {
-                    const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
-                    const int nr = nl - jr < NR ? nl - jr : NR;
-                    for (int ir = 0; ir < ml; ir += MR) {
-                        const int mr = ml - ir < MR ? ml - ir : MR;
-                        kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jc + jr,
-                               ldc, mr, nr, alpha, beta, pc == 0);
-                    }
-                }
-            }
+            block(ap, bp, ta, a, lda, m, pc, kl, nl, c + jc, ldc, alpha, beta);
         }
     }
 }
@@ -341,19 +350,7 @@ BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, i
                     pack_b(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
                 }
             }
-            for (int ic = 0; ic < m; ic += MC) {
-                const int ml = m - ic < MC ? m - ic : MC;
-                pack_a(ap, 0, a, lda, ic, ml, pc, kl);
-                for (int jr = 0; jr < nl; jr += NR) {
-                    const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
-                    const int nr = nl - jr < NR ? nl - jr : NR;
-                    for (int ir = 0; ir < ml; ir += MR) {
-                        const int mr = ml - ir < MR ? ml - ir : MR;
-                        kernel(kp, ap + (int64_t)(ir / MR) * kp * MR, bq, c + (int64_t)(ic + ir) * ldc + jc + jr,
-                               ldc, mr, nr, 1.0f, beta, pc == 0);
-                    }
-                }
-            }
+            block(ap, bp, 0, a, lda, m, pc, kl, nl, c + jc, ldc, 1.0f, beta);
         }
     }
 }
