@@ -125,4 +125,53 @@ __attribute__((unused)) static void gc_check(const char *what, nn_model *m, floa
     free(grads);
 }
 
+/* The whole check on a tiny classifier cfg (num_classes 3): cross-entropy of a train forward of 4
+ * images of cfg->in_ch x h x w drawn from util_rng_split(99, 0), labels 0 2 1 2, weights from seed 7.
+ * Shared by nn_resnet_test (every architecture and stem) and nn_winograd_test (through Winograd). */
+typedef struct {
+    nn_model *m;
+    nn_ws *ws;
+    const float *x;
+    int n;
+    const int32_t *lab;
+} gc_ce_ctx;
+
+static double gc_ce_loss(void *p)
+{
+    /* a train forward moves the running statistics; they do not affect a train forward's output */
+    const gc_ce_ctx *c = p;
+    const float *out = nn_forward(c->m, c->ws, c->x, c->n, 1);
+    return nn_loss_ce(out, c->n, c->m->cfg.num_classes, c->lab, NULL, 0, NULL, NULL);
+}
+
+__attribute__((unused)) static void gc_check_ce(const char *what, const nn_config *cfg, int h, int w)
+{
+    const int n = 4;
+    struct util_err err = {{0}};
+    nn_model *m = nn_model_create(cfg, &err);
+    nn_ws *ws = m ? nn_ws_create(m, n, h, w, &err) : NULL;
+    if (!ws) {
+        test_check(0, "%s: %s", what, err.msg);
+        nn_model_free(m);
+        return;
+    }
+    nn_model_init(m, 7);
+    util_rng r = util_rng_split(99, 0);
+    gc_bn_off_kinks(m, &r);
+    const int nx = n * cfg->in_ch * h * w;
+    float *x = malloc(sizeof(float) * nx), *dx = malloc(sizeof(float) * nx), dl[64];
+    for (int i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
+    int32_t lab[4] = {0, 2, 1, 2};
+    nn_zero_grad(m);
+    const float *out = nn_forward(m, ws, x, n, 1);
+    const double l0 = nn_loss_ce(out, n, 3, lab, NULL, 0, dl, NULL);
+    nn_backward(m, ws, dl, dx);
+    gc_ce_ctx c = {m, ws, x, n, lab};
+    gc_check(what, m, x, dx, nx, l0, gc_ce_loss, &c, &r);
+    free(x);
+    free(dx);
+    nn_ws_free(ws);
+    nn_model_free(m);
+}
+
 #endif

@@ -231,21 +231,6 @@ static void fd_conv(int m)
     nn_set_conv_algo(NN_CONV_AUTO);
 }
 
-typedef struct {
-    nn_model *m;
-    nn_ws *ws;
-    const float *x;
-    int n;
-    const int32_t *lab;
-} ce_ctx;
-
-static double ce_loss(void *p)
-{
-    const ce_ctx *c = p;
-    const float *out = nn_forward(c->m, c->ws, c->x, c->n, 1);
-    return nn_loss_ce(out, c->n, c->m->cfg.num_classes, c->lab, NULL, 0, NULL, NULL);
-}
-
 /* A tiny network's gradients through Winograd convolutions (every 3x3 stride-1 one). */
 static void gradcheck(const char *arch, int m_tile, int width)
 {
@@ -255,33 +240,9 @@ static void gradcheck(const char *arch, int m_tile, int width)
     nn_config_default(&cfg);
     snprintf(cfg.arch, sizeof cfg.arch, "%s", arch);
     cfg.width = width, cfg.in_ch = 2, cfg.num_classes = 3, cfg.stem = NN_STEM_SMALL;
-    const int n = 4, h = 16, w = 16;
-    struct util_err err = {{0}};
-    nn_model *m = nn_model_create(&cfg, &err);
-    nn_ws *ws = m ? nn_ws_create(m, n, h, w, &err) : NULL;
-    if (!ws) {
-        test_check(0, "gradcheck %s: %s", arch, err.msg);
-        nn_model_free(m);
-        return;
-    }
-    nn_model_init(m, 7);
-    util_rng r = util_rng_split(99, 0);
-    gc_bn_off_kinks(m, &r);
-    const int nx = n * cfg.in_ch * h * w;
-    float *x = malloc(sizeof(float) * nx), *dx = malloc(sizeof(float) * nx), dl[64];
-    for (int i = 0; i < nx; i++) x[i] = (float)util_rng_normal(&r);
-    int32_t lab[4] = {0, 2, 1, 2};
-    nn_zero_grad(m);
-    const float *out = nn_forward(m, ws, x, n, 1);
-    const double l0 = nn_loss_ce(out, n, 3, lab, NULL, 0, dl, NULL);
-    nn_backward(m, ws, dl, dx);
-    ce_ctx c = {m, ws, x, n, lab};
     char what[96];
     snprintf(what, sizeof what, "gradcheck tiny %s width %d through F(%dx%d,3x3)", arch, width, m_tile, m_tile);
-    gc_check(what, m, x, dx, nx, l0, ce_loss, &c, &r);
-    free(x), free(dx);
-    nn_ws_free(ws);
-    nn_model_free(m);
+    gc_check_ce(what, &cfg, 16, 16);
     nn_wino_set_tile(0);
     nn_set_conv_algo(NN_CONV_AUTO);
 }
