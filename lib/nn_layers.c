@@ -646,10 +646,11 @@ static double *bn_scratch(int c)
     return bn_tmp;
 }
 
-/* Running statistics and saved values from the global sums: M values per channel in all. */
-static void bn_sync_stats(nn_bn *l, int c, double mean_d, double sq, double M, float *mean, float *invstd)
+/* Channel c's batch statistics, from its mean and biased variance over M values (this process's batch,
+ * or with an all-sum every process's): the saved mean and 1/std, and the running statistics moved by
+ * momentum towards the mean and the unbiased variance. */
+static void bn_batch_stats(nn_bn *l, int c, double mean_d, double var, double M, float *mean, float *invstd)
 {
-    const double var = sq / M;
     *mean = (float)mean_d;
     *invstd = (float)(1.0 / sqrt(var + l->eps));
     const double unbiased = M > 1 ? var * M / (M - 1) : var;
@@ -678,7 +679,7 @@ static void bn_forward_sync(nn_bn *l, float *y, const float *x, const float *res
 #pragma omp parallel for schedule(dynamic, 1) if (C * m > NN_PAR_MIN)
     for (int c = 0; c < C; c++) {
         float mean, invstd;
-        bn_sync_stats(l, c, (float)(s[c] / M), sq[c], M, &mean, &invstd);
+        bn_batch_stats(l, c, (float)(s[c] / M), sq[c] / M, M, &mean, &invstd);
         save_mean[c] = mean, save_invstd[c] = invstd;
         const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
         bn_apply(y + c * m, x + c * m, res ? res + c * m : NULL, relu, m, scale, shift);
@@ -743,7 +744,7 @@ static void bn1d_forward_sync(nn_bn *l, float *y, const float *x, int relu, int 
     bn_allsum(sq, C);
     for (int c = 0; c < C; c++) {
         float mean, invstd;
-        bn_sync_stats(l, c, (float)(s[c] / M), sq[c], M, &mean, &invstd);
+        bn_batch_stats(l, c, (float)(s[c] / M), sq[c] / M, M, &mean, &invstd);
         save_mean[c] = mean, save_invstd[c] = invstd;
         const float scale = l->w[c] * invstd, shift = l->b[c] - mean * scale;
         for (int i = 0; i < n; i++) {
@@ -797,15 +798,10 @@ void nn_bn_forward(nn_bn *l, float *y, const float *x, const float *res, int rel
         const float *xc = x + c * m;
         float mean, invstd;
         if (train) {
-            double mu = nn_sum(xc, m) / (double)m;
-            mean = (float)mu;
+            const double mu = nn_sum(xc, m) / (double)m;
             double var = 0;
-            for (int64_t i = 0; i < m; i += BLK) var += sqdev_blk(xc + i, mean, (int)(m - i < BLK ? m - i : BLK));
-            var /= (double)m;
-            invstd = (float)(1.0 / sqrt(var + l->eps));
-            double unbiased = m > 1 ? var * (double)m / (double)(m - 1) : var;
-            l->mean[c] = (1.0f - l->momentum) * l->mean[c] + l->momentum * mean;
-            l->var[c] = (1.0f - l->momentum) * l->var[c] + l->momentum * (float)unbiased;
+            for (int64_t i = 0; i < m; i += BLK) var += sqdev_blk(xc + i, (float)mu, (int)(m - i < BLK ? m - i : BLK));
+            bn_batch_stats(l, c, mu, var / (double)m, (double)m, &mean, &invstd);
             save_mean[c] = mean;
             save_invstd[c] = invstd;
         } else {
@@ -895,16 +891,11 @@ void nn_bn1d_forward(nn_bn *l, float *y, const float *x, int relu, int n, int tr
             double s = 0, v = 0;
             for (int i = 0; i < n; i++) s += x[(int64_t)i * c_n + c];
             s /= n;
-            mean = (float)s;
             for (int i = 0; i < n; i++) {
-                double d = x[(int64_t)i * c_n + c] - (double)mean;
+                double d = x[(int64_t)i * c_n + c] - (double)(float)s;
                 v += d * d;
             }
-            v /= n;
-            invstd = (float)(1.0 / sqrt(v + l->eps));
-            double unbiased = n > 1 ? v * n / (n - 1) : v;
-            l->mean[c] = (1.0f - l->momentum) * l->mean[c] + l->momentum * mean;
-            l->var[c] = (1.0f - l->momentum) * l->var[c] + l->momentum * (float)unbiased;
+            bn_batch_stats(l, c, s, v / n, n, &mean, &invstd);
             save_mean[c] = mean;
             save_invstd[c] = invstd;
         } else {
