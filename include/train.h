@@ -205,9 +205,17 @@ typedef struct {
     int64_t *start;        /* ranks + 1 parameter offsets: rank r owns [start[r], start[r + 1]) */
     float *tmp;            /* the largest shard */
 } train_dist;
-/* Plan the shards of m for this world (dist.h); one rank allocates nothing.  0 or -1. */
+/* A trainer tool's start: join the world (dist_init) and check its files: with several ranks the model
+ * cannot go to standard output (rank 0 alone writes), and input "-" needs a stream on every rank's
+ * standard input (dist_check_stdin).  0 or -1. */
+int train_dist_start(const char *input, const char *output, struct util_err *err);
+/* Append " ranks=N sync_bn=B" to a trainer's option fingerprint (cap bytes in all) when the run has
+ * several ranks or asks for sync BN: per-rank batch norm depends on N; one process keeps its old one. */
+void train_dist_fingerprint(char *fp, size_t cap, int sync_bn);
+/* Plan the shards of m for this world (dist.h) and, with several ranks and sync_bn, install the
+ * all-sum of synchronised batch norm (nn_set_bn_allsum); one rank allocates nothing.  0 or -1. */
 int train_dist_init(train_dist *d, const nn_model *m, int sync_bn, struct util_err *err);
-void train_dist_free(train_dist *d);
+void train_dist_free(train_dist *d);   /* also takes the all-sum away again */
 /* After the backward pass of every rank: the update with learning rate lr (nn_optim_step with one rank). */
 void train_dist_step(train_dist *d, nn_optim *opt, double lr);
 /* Before a checkpoint: the whole optimiser state on every rank (collective; nothing with one rank). */

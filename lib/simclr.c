@@ -848,7 +848,6 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
     if ((N > 1 && !(x_local = util_malloc((size_t)2 * tr->local * view, sizeof(float), err))) ||
         train_dist_init(&dist, m, o->sync_bn, err) < 0)
         goto done;
-    if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
     if (o->knn_train && writer) {   /* the monitor runs on rank 0 while the others wait for the next step */
         if (simclr_knn_open(&knn, m, o->knn_train, o->knn_val, err) < 0) goto done;
         have_knn = 1;
@@ -864,8 +863,7 @@ int simclr_train(const simclr_opts *o, struct util_err *err)
                  nn_optim_name(o->optim.kind), fmt_short(f[1], 32, o->lr), fmt_short(f[2], 32, o->optim.weight_decay),
                  fmt_short(f[3], 32, o->optim.momentum), fmt_short(f[4], 32, o->optim.trust), o->optim.decay_bn_bias,
                  (long long)W, E, (long long)in->total, (unsigned long long)o->seed, o->init ? o->init : "-");
-        if (N > 1 || o->sync_bn)   /* per-rank batch norm depends on the ranks; one process: as before */
-            snprintf(fp + strlen(fp), sizeof fp - strlen(fp), " ranks=%d sync_bn=%d", N, o->sync_bn);
+        train_dist_fingerprint(fp, sizeof fp, o->sync_bn);
     }
 
     /* Where the run stands: a checkpoint, or the start. */
@@ -1098,7 +1096,6 @@ oom:
     util_err_set(err, "out of memory");
 done:
     prog_end(&prog);
-    if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
     free(x_local);
     train_dist_free(&dist);
     simclr_stream_close(st);

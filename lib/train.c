@@ -15,7 +15,6 @@
 #include "metric.h"
 #include "plot.h"
 #include "train.h"
-
 #include "tszutil.h"
 #include "weights.h"
 
@@ -779,6 +778,21 @@ static void fmt_exact(char *buf, size_t cap, double v) { snprintf(buf, cap, "%.1
 
 /* ---------------------------------------------------------------- data parallel ---- */
 
+int train_dist_start(const char *input, const char *output, struct util_err *err)
+{
+    if (dist_init(err) < 0) return -1;
+    if (dist_size() > 1 && !strcmp(output, "-"))
+        return util_err_set(err, "under mpirun rank 0 writes MODEL: give a file, not '-'");
+    return strcmp(input, "-") ? 0 : dist_check_stdin(err);
+}
+
+void train_dist_fingerprint(char *fp, size_t cap, int sync_bn)
+{
+    const size_t len = strlen(fp);
+    if ((dist_size() > 1 || sync_bn) && len < cap)
+        snprintf(fp + len, cap - len, " ranks=%d sync_bn=%d", dist_size(), sync_bn);
+}
+
 int train_dist_init(train_dist *d, const nn_model *m, int sync_bn, struct util_err *err)
 {
     memset(d, 0, sizeof *d);
@@ -802,11 +816,13 @@ int train_dist_init(train_dist *d, const nn_model *m, int sync_bn, struct util_e
     for (int r = 0; r < d->ranks; r++)
         if (d->start[r + 1] - d->start[r] > widest) widest = d->start[r + 1] - d->start[r];
     if (!(d->tmp = util_malloc((size_t)widest, sizeof(float), err))) return train_dist_free(d), -1;
+    if (sync_bn) nn_set_bn_allsum(dist_sum_f64);
     return 0;
 }
 
 void train_dist_free(train_dist *d)
 {
+    if (d->ranks > 1 && d->sync_bn) nn_set_bn_allsum(NULL);
     free(d->start);
     free(d->tmp);
     d->start = NULL, d->tmp = NULL;
@@ -894,7 +910,6 @@ int train_classifier(nn_model *m, train_data *train, train_reader *stream, int64
         train_log_init(&log, cols, 8, err) < 0 || !(lidx = util_malloc(B_local, sizeof(int64_t), err)) ||
         train_dist_init(&dist, m, o->sync_bn, err) < 0)
         goto done;
-    if (N > 1 && o->sync_bn) nn_set_bn_allsum(dist_sum_f64);
     /* dropout masks: a stream of their own, apart from the per-epoch orders util_rng_split(seed, epoch) */
     const uint64_t drop_seed = (o->seed ^ 0x5eed0f0d0d0e0e0dULL) + (uint64_t)R * 0x9e3779b97f4a7c15ULL;
     nn_ws_set_seed(ws, drop_seed, 0);
@@ -1089,7 +1104,6 @@ done:
     free(order);
     free(lidx);
     train_dist_free(&dist);
-    if (N > 1 && o->sync_bn) nn_set_bn_allsum(NULL);
     train_log_free(&log);
     tsz_attrs_free(&state);
     return rc;

@@ -231,13 +231,7 @@ int main(int argc, char **argv)
     tsz_attrs_init(&pattrs);
     char *ckpt = NULL, *best = NULL, *fp = NULL;
     int rc = 1;
-    if (dist_init(&err) < 0) goto done;
-    /* one standard output cannot take the model of rank 0 only: a file it is */
-    if (dist_size() > 1 && !strcmp(o.output, "-")) {
-        util_err_set(&err, "under mpirun rank 0 writes MODEL: give a file, not '-'");
-        goto done;
-    }
-    if (!strcmp(o.input, "-") && dist_check_stdin(&err) < 0) goto done;
+    if (train_dist_start(o.input, o.output, &err) < 0) goto done;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
     if (nn_set_precision(o.precision, &err) < 0) goto done;
 
@@ -381,9 +375,7 @@ int main(int argc, char **argv)
                  cfg.arch, cfg.width, cfg.stem, c, h, w, K, (long long)n, o.init ? o.init : "-", o.freeze, o.dropout,
                  o.epochs, o.batch, nn_optim_name(o.optimizer), o.lr, o.wd, !o.exclude_bn_bias, o.momentum, o.nesterov,
                  o.schedule, o.step_size, o.gamma, o.warmup, o.smoothing, o.seed, o.shuffle);
-        /* per-rank batch norm depends on the number of ranks; one process keeps its old fingerprint */
-        if (dist_size() > 1 || o.sync_bn)
-            snprintf(fp + strlen(fp), cap - strlen(fp), " ranks=%d sync_bn=%d", dist_size(), o.sync_bn);
+        train_dist_fingerprint(fp, cap, o.sync_bn);
     }
     if (model_attrs(&mattrs, tattrs, argc, argv) < 0) goto oom;
 

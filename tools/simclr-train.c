@@ -205,13 +205,7 @@ int main(int argc, char **argv)
     struct util_err err = {{0}};
     char *ckpt = NULL;
     int rc = 1;
-    if (dist_init(&err) < 0) goto done;
-    /* one standard output cannot take the model of rank 0 only: a file it is */
-    if (dist_size() > 1 && !strcmp(s.output, "-")) {
-        util_err_set(&err, "under mpirun rank 0 writes MODEL: give a file, not '-'");
-        goto done;
-    }
-    if (!strcmp(s.input, "-") && dist_check_stdin(&err) < 0) goto done;
+    if (train_dist_start(s.input, s.output, &err) < 0) goto done;
     nn_set_threads(o.threads > 0 ? o.threads : util_ncpu());
     if (nn_set_precision(o.precision, &err) < 0) goto done;
     if (!o.no_ckpt) {
