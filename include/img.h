@@ -15,9 +15,14 @@
 #define IMG_MAX_FILE ((size_t)1 << 30)   /* bytes of one image file */
 
 /* A decoded image: h x w RGB samples, interleaved.  Alpha is dropped and gray replicated, as PIL's
- * convert('RGB') does; 16-bit files keep 16 bits (native-endian uint16_t samples).  The buffers and
- * the JPEG decoder handle are reused from one decode to the next: keep one img_rgb per thread. */
+ * convert('RGB') does, unless `composite` is set: then each pixel with alpha is blended onto the gray
+ * level `matte` (0..255; what a transparent cut-out photo looks like on a plain background, instead of
+ * whatever colours its transparent pixels happen to hold).  16-bit files keep 16 bits (native-endian
+ * uint16_t samples).  The buffers and the JPEG decoder handle are reused from one decode to the next:
+ * keep one img_rgb per thread. */
 typedef struct {
+    int composite;             /* set by the caller: 1 blends alpha onto matte, 0 drops it */
+    int matte;                 /* set by the caller: gray level 0..255 */
     int w, h;
     int depth;                 /* 8 or 16 */
     int src_channels;          /* channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA/CMYK */

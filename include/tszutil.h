@@ -68,6 +68,8 @@ void tszutil_stats_init(tszutil_stats *s);
 void tszutil_stats_free(tszutil_stats *s);
 /* Account one record and its data (tsz_rec_bytes(rec) bytes).  0, -1 out of memory. */
 int tszutil_stats_add(tszutil_stats *s, const tsz_rec *rec, const void *data, struct util_err *err);
+/* Only the value moments (count, min, max, mean, m2) of n values of a numeric dtype; no record counted. */
+void tszutil_stats_add_values(tszutil_stats *s, int dtype, const void *data, int64_t n);
 /* Population standard deviation of the finite values (NaN when there are none). */
 double tszutil_stats_std(const tszutil_stats *s);
 /* The human-readable report of one stream, as `tsz info` prints it. */
@@ -78,6 +80,27 @@ json_t *tszutil_stats_json(const char *path, const tsz_attrs *a, int64_t declare
 /* One record's description (`tsz info --list`): a text line, or a JSON object (new reference). */
 void tszutil_rec_print(FILE *f, const tsz_rec *rec, int64_t index);
 json_t *tszutil_rec_json(const tsz_rec *rec, int64_t index);
+
+/* ---- per-channel statistics and scaling (tsz norm) ----
+ * An example is a record of rank 3 (C x H x W) or 2 (H x W: one channel); a NAME#soft companion of a
+ * soft_labels=1 stream is none.  u8 values count as x / 255, as the trainers read them (train.h). */
+#define TSZUTIL_MAX_CHANNELS 64
+typedef struct {
+    int n_ch;                                  /* 0 before the first example */
+    int u8;                                    /* 1: the examples are u8 (statistics of x / 255) */
+    int64_t n_examples;
+    tszutil_stats ch[TSZUTIL_MAX_CHANNELS];    /* only the value moments are used */
+} tszutil_chstats;
+void tszutil_chstats_init(tszutil_chstats *c);
+/* Channels of an example record (1 for H x W), or -1 when rec is not C x H x W / H x W. */
+int tszutil_example_channels(const tsz_rec *rec);
+/* Account one example (its data).  -1 when its channel count or its u8-ness differs from the first
+ * example's (err says which; the caller adds file and record). */
+int tszutil_chstats_add(tszutil_chstats *c, const tsz_rec *rec, const void *data, struct util_err *err);
+/* Every example of the stream at path ("-" is stdin); errors name the file and record.  0 or -1. */
+int tszutil_chstats_file(tszutil_chstats *c, const char *path, struct util_err *err);
+/* Mean and population standard deviation of channel k (in the x / 255 units for u8). */
+void tszutil_chstats_get(const tszutil_chstats *c, int k, double *mean, double *std);
 
 /* ---- attributes (tsz cat) ----
  * Merge src, the attributes of a later input, into dst (those of the first input): dst's values win;

@@ -125,6 +125,7 @@ static int decode_png(img_rgb *im, const uint8_t *data, size_t n, const char *na
         im->src_channels = 3;
     }
     if ((ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) && bd < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (im->composite && png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);   /* blended below */
     png_set_interlace_handling(png);
     png_read_update_info(png, info);
     int ch = png_get_channels(png, info), depth = png_get_bit_depth(png, info);
@@ -152,17 +153,30 @@ static int decode_png(img_rgb *im, const uint8_t *data, size_t n, const char *na
     im->depth = depth;
     size_t np = (size_t)w * h;
     const uint8_t *s = im->scratch;
+    /* Alpha, when the file has it and the caller wants it blended: out = (v a + matte (max - a)) / max,
+     * rounded to nearest, in integers. */
+    const int blend = im->composite && (ch == 2 || ch == 4), ai = ch - 1;
     if (depth == 8) {
         uint8_t *d = im->px;
+        const uint32_t m = (uint32_t)im->matte;
         for (size_t i = 0; i < np; i++, s += ch, d += 3) {
             if (ch <= 2) d[0] = d[1] = d[2] = s[0];
             else { d[0] = s[0]; d[1] = s[1]; d[2] = s[2]; }
+            if (blend) {
+                const uint32_t a = s[ai];
+                for (int k = 0; k < 3; k++) d[k] = (uint8_t)((d[k] * a + m * (255 - a) + 127) / 255);
+            }
         }
     } else {  /* PNG stores 16-bit samples big-endian */
         uint16_t *d = (uint16_t *)im->px;
+        const uint64_t m = (uint64_t)im->matte * 257;
         for (size_t i = 0; i < np; i++, s += 2 * ch, d += 3) {
             if (ch <= 2) d[0] = d[1] = d[2] = (uint16_t)(s[0] << 8 | s[1]);
             else for (int k = 0; k < 3; k++) d[k] = (uint16_t)(s[2 * k] << 8 | s[2 * k + 1]);
+            if (blend) {
+                const uint64_t a = (uint64_t)(s[2 * ai] << 8 | s[2 * ai + 1]);
+                for (int k = 0; k < 3; k++) d[k] = (uint16_t)((d[k] * a + m * (65535 - a) + 32767) / 65535);
+            }
         }
     }
     return 0;

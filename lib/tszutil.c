@@ -291,11 +291,15 @@ int tszutil_stats_add(tszutil_stats *s, const tsz_rec *rec, const void *data, st
         count_key(&s->folds, &s->n_folds, &s->cap_folds, rec->fold, &s->other_folds) < 0)
         return util_err_set(err, "out of memory");
     if (!data) return 0;
-    /* values */
-    int64_t n = tsz_rec_numel(rec);
-    if (n <= 0) return 0;
+    tszutil_stats_add_values(s, (int)rec->dtype, data, tsz_rec_numel(rec));
+    return 0;
+}
+
+void tszutil_stats_add_values(tszutil_stats *s, int dtype, const void *data, int64_t n)
+{
+    if (n <= 0) return;
     struct moments m = {0};
-    switch (rec->dtype) {
+    switch (dtype) {
     case TSZ_F32: FLOAT_MOMENTS(float, f32d); break;
     case TSZ_F64: FLOAT_MOMENTS(double, f64d); break;
     case TSZ_F16: FLOAT_MOMENTS(uint16_t, f16d); break;
@@ -306,15 +310,92 @@ int tszutil_stats_add(tszutil_stats *s, const tsz_rec *rec, const void *data, st
     case TSZ_I64: INT_MOMENTS(int64_t); break;
     case TSZ_U16: INT_MOMENTS(uint16_t); break;
     case TSZ_I16: INT_MOMENTS(int16_t); break;
-    default: return 0;
+    default: return;
     }
     merge_moments(s, &m);
-    return 0;
 }
 
 double tszutil_stats_std(const tszutil_stats *s)
 {
     return s->n_values ? sqrt(s->m2 / (double)s->n_values) : NAN;
+}
+
+/* ---------------------------------------------------------------- per-channel statistics */
+
+void tszutil_chstats_init(tszutil_chstats *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int k = 0; k < TSZUTIL_MAX_CHANNELS; k++) tszutil_stats_init(&c->ch[k]);
+}
+
+int tszutil_example_channels(const tsz_rec *rec)
+{
+    if (rec->ndim == 2) return 1;
+    if (rec->ndim == 3 && rec->shape[0] >= 1 && rec->shape[0] <= INT_MAX) return (int)rec->shape[0];
+    return -1;
+}
+
+int tszutil_chstats_add(tszutil_chstats *c, const tsz_rec *rec, const void *data, struct util_err *err)
+{
+    const int nc = tszutil_example_channels(rec), u8 = rec->dtype == TSZ_U8;
+    if (nc < 0) return util_err_set(err, "rank %d, expected C x H x W or H x W", rec->ndim);
+    if (nc > TSZUTIL_MAX_CHANNELS) return util_err_set(err, "%d channels (at most %d)", nc, TSZUTIL_MAX_CHANNELS);
+    if (c->n_examples == 0) {
+        c->n_ch = nc;
+        c->u8 = u8;
+    } else if (nc != c->n_ch) {
+        return util_err_set(err, "%d channels, the first example had %d", nc, c->n_ch);
+    } else if (u8 != c->u8) {
+        return util_err_set(err, "dtype %s, the first example was %s", tsz_dtype_name(rec->dtype),
+                            c->u8 ? "u8" : "not u8");
+    }
+    const int64_t plane = tsz_rec_numel(rec) / nc;
+    const size_t esize = tsz_dtype_size(rec->dtype);
+    for (int k = 0; k < nc; k++)
+        tszutil_stats_add_values(&c->ch[k], (int)rec->dtype, (const char *)data + (size_t)(k * plane) * esize, plane);
+    c->n_examples++;
+    return 0;
+}
+
+int tszutil_chstats_file(tszutil_chstats *c, const char *path, struct util_err *err)
+{
+    struct util_err e = {{0}};
+    tsz_reader *r = tsz_reader_open(path, err);
+    if (!r) return -1;
+    const char *soft = tsz_attrs_get(tsz_reader_attrs(r), "soft_labels");
+    const int group = soft && strcmp(soft, "1") == 0;
+    char prev[TSZ_MAX_NAME + 1] = "";
+    void *buf = NULL;
+    size_t cap = 0;
+    tsz_rec rec;
+    int st, ok = -1;
+    while ((st = tsz_read(r, &rec, &buf, &cap, err)) == 1) {
+        const int companion = group && tszutil_is_companion(prev, &rec);
+        memcpy(prev, rec.name, sizeof prev);
+        if (companion) continue;
+        if (tszutil_chstats_add(c, &rec, buf, &e) < 0) {
+            util_err_set(err, "%s: record %lld (%s): %s", path, (long long)tsz_reader_index(r) - 1,
+                         util_msgname(rec.name).s, e.msg);
+            goto done;
+        }
+    }
+    if (st < 0) goto done;
+    if (c->n_examples == 0) {
+        util_err_set(err, "%s: no examples (C x H x W or H x W records)", path);
+        goto done;
+    }
+    ok = 0;
+done:
+    free(buf);
+    tsz_reader_close(r);
+    return ok;
+}
+
+void tszutil_chstats_get(const tszutil_chstats *c, int k, double *mean, double *std)
+{
+    const double unit = c->u8 ? 1.0 / 255.0 : 1.0;
+    *mean = c->ch[k].mean * unit;
+    *std = tszutil_stats_std(&c->ch[k]) * unit;
 }
 
 static void shape_text(char *buf, size_t cap, int dtype, int ndim, const int64_t *shape)

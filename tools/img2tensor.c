@@ -17,6 +17,7 @@ struct opts {
     int resize, crop, u8, labels, skip_bad, threads, level, raw, verbose, normalize;
     float mean[3], std[3];
     int have_mean, have_std;
+    int matte;     /* -1: drop alpha (PIL's convert('RGB')); 0..255: blend onto this gray */
 };
 
 struct item {
@@ -44,6 +45,8 @@ static void usage(void)
            "      --resize=N         scale the shorter side to N pixels (area averaging when shrinking)\n"
            "      --crop=N           centre crop N x N (after --resize)\n"
            "      --u8               write u8 samples 0..255 instead of f32 in [0, 1]\n"
+           "      --matte=V          blend transparent pixels onto the gray level V (0..255; 'white'\n"
+           "                         255, 'gray' 128, 'black' 0) instead of dropping alpha\n"
            "      --mean=M           subtract M per channel: R,G,B, one value, or 'imagenet'\n"
            "      --std=S            then divide by S: R,G,B, one value, or 'imagenet'\n"
            "      --normalize=imagenet  the same as --mean=imagenet --std=imagenet\n"
@@ -82,7 +85,7 @@ static void parse3(const char *opt, const char *s, const float *preset, float v[
 
 static void parse_args(int argc, char **argv, struct opts *o)
 {
-    enum { O_RESIZE = 256, O_CROP, O_U8, O_MEAN, O_STD, O_NORM, O_NOLAB, O_CLASSES, O_SKIP, O_LEVEL, O_RAW };
+    enum { O_RESIZE = 256, O_CROP, O_U8, O_MEAN, O_STD, O_NORM, O_NOLAB, O_CLASSES, O_SKIP, O_LEVEL, O_RAW, O_MATTE };
     static const struct option lo[] = {
         {"output", required_argument, 0, 'o'}, {"list", required_argument, 0, 'l'},
         {"resize", required_argument, 0, O_RESIZE}, {"crop", required_argument, 0, O_CROP},
@@ -90,7 +93,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
         {"normalize", required_argument, 0, O_NORM}, {"no-labels", no_argument, 0, O_NOLAB},
         {"classes", required_argument, 0, O_CLASSES}, {"skip-bad", no_argument, 0, O_SKIP},
         {"threads", required_argument, 0, 'j'}, {"level", required_argument, 0, O_LEVEL},
-        {"raw", no_argument, 0, O_RAW}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
+        {"raw", no_argument, 0, O_RAW}, {"matte", required_argument, 0, O_MATTE}, {"verbose", no_argument, 0, 'v'}, {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, 'V'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, ":o:l:j:vhV", lo, NULL)) != -1) {
@@ -114,6 +117,10 @@ static void parse_args(int argc, char **argv, struct opts *o)
         case 'j': o->threads = (int)util_opt_long("--threads", optarg, 1, 1024); break;
         case O_LEVEL: o->level = (int)util_opt_long("--level", optarg, 1, 19); break;
         case O_RAW: o->raw = 1; break;
+        case O_MATTE:
+            o->matte = strcmp(optarg, "white") == 0 ? 255 : strcmp(optarg, "gray") == 0 ? 128
+                     : strcmp(optarg, "black") == 0 ? 0 : (int)util_opt_long("--matte", optarg, 0, 255);
+            break;
         case 'v': o->verbose = 1; break;
         case 'h': usage(); break;
         case 'V': util_print_version(); break;
@@ -368,7 +375,7 @@ static void convert_one(const struct opts *o, const struct item *e, struct slot 
 int main(int argc, char **argv)
 {
     util_set_progname(argv[0]);
-    struct opts o = {.output = "-", .labels = 1, .level = 3};
+    struct opts o = {.output = "-", .labels = 1, .level = 3, .matte = -1};
     parse_args(argc, argv, &o);
     struct util_err err = {{0}};
     struct items it = {0};
@@ -390,6 +397,7 @@ int main(int argc, char **argv)
     tsz_attrs_set(&attrs, "range", o.u8 ? "0-255" : "0-1");
     if (o.resize) tsz_attrs_setf(&attrs, "resize", "%d", o.resize);
     if (o.crop) tsz_attrs_setf(&attrs, "crop", "%d", o.crop);
+    if (o.matte >= 0) tsz_attrs_setf(&attrs, "matte", "%d", o.matte);
     if (o.normalize) {
         tsz_attrs_setf(&attrs, "mean", "%.9g,%.9g,%.9g", o.mean[0], o.mean[1], o.mean[2]);
         tsz_attrs_setf(&attrs, "std", "%.9g,%.9g,%.9g", o.std[0], o.std[1], o.std[2]);
@@ -404,6 +412,7 @@ int main(int argc, char **argv)
 
     slots = calloc((size_t)B, sizeof *slots);
     ts = calloc((size_t)nt, sizeof *ts);
+    for (int i = 0; ts && i < nt; i++) ts[i].im.composite = o.matte >= 0, ts[i].im.matte = o.matte;
     if (!slots || !ts) { util_err_set(&err, "out of memory"); goto done; }
     util_progress prog;
     util_progress_start(&prog, "images", (int64_t)it.n, o.verbose);

@@ -1,8 +1,10 @@
 /* tsz.c: the `tsz` tool — inspect, split, merge and convert TSZ tensor streams (tsz(1), bytes in tsz(5)).
  * main dispatches on the first argument; each subcommand parses its options and runs its record loop,
  * with selection, statistics and the .npy/.npz formats in lib/tszutil.c. */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -958,6 +960,192 @@ static const char convert_help[] =
     "      --non-strict     drop unexpected and mis-shaped tensors instead of failing\n"
     WRITE_HELP END_HELP;
 
+/* ---------------------------------------------------------------- norm */
+
+static const char norm_help[] =
+    "Usage: tsz norm --fit=FILE [OPTION]... [INPUT]\n"
+    "Scale every channel c of each example of INPUT (default: stdin) to a target mean M_c and standard\n"
+    "deviation S_c: y = (x - m_c) / s_c * S_c + M_c, where m_c and s_c are the channel's mean and\n"
+    "(population) standard deviation over every example of the --fit stream, e.g. the training fold,\n"
+    "and the targets are those of the --like stream, e.g. the images an encoder was pre-trained on, or\n"
+    "--mean/--std (default 0 and 1).  Examples are C x H x W or H x W records; u8 values count as\n"
+    "x / 255, as the trainers read them.  The output is f32; NAME#soft companions (soft_labels=1) are\n"
+    "copied; the attribute norm records each channel's scale and shift.\n"
+    "      --fit=FILE       the stream whose channel statistics are mapped to the targets\n"
+    "      --like=FILE      target statistics: those of FILE's channels\n"
+    "      --mean=M[,M...]  target means (one value for every channel, or one per channel)\n"
+    "      --std=S[,S...]   target standard deviations (> 0; as --mean)\n"
+    WRITE_HELP END_HELP;
+
+/* Parse "a,b,c" into v (at most TSZUTIL_MAX_CHANNELS values); the count, or -1 when malformed. */
+static int parse_doubles(const char *text, double *v, int positive)
+{
+    int n = 0;
+    const char *p = text;
+    for (;;) {
+        char *end;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (end == p || errno || !isfinite(x) || (positive && !(x > 0)) || n == TSZUTIL_MAX_CHANNELS) return -1;
+        v[n++] = x;
+        if (*end == '\0') return n;
+        if (*end != ',') return -1;
+        p = end + 1;
+    }
+}
+
+/* Targets for n_ch channels from a list of 1 or n_ch values (or the default d when none was given). */
+static int expand_targets(double *out, const double *given, int n_given, int n_ch, double d, const char *opt,
+                          struct util_err *err)
+{
+    if (n_given > 1 && n_given != n_ch)
+        return util_err_set(err, "%s gives %d values for %d channels", opt, n_given, n_ch);
+    for (int k = 0; k < n_ch; k++) out[k] = n_given == 0 ? d : given[n_given == 1 ? 0 : k];
+    return 0;
+}
+
+static int norm_stream(const char *input, const char *fit, const char *like, const double *mean_in, int n_mean,
+                       const double *std_in, int n_std, const struct out_opts *o)
+{
+    struct util_err err = {{0}};
+    tsz_reader *r = NULL;
+    tsz_writer *w = NULL;
+    tsz_attrs attrs;
+    tsz_attrs_init(&attrs);
+    void *buf = NULL;
+    size_t cap = 0;
+    float *x = NULL;
+    size_t xcap = 0;
+    char *note = NULL;
+    int rc = 1, st;
+    static tszutil_chstats src, ref;   /* 10 KB each: off the stack */
+    tszutil_chstats_init(&src);
+    tszutil_chstats_init(&ref);
+    double scale[TSZUTIL_MAX_CHANNELS], shift[TSZUTIL_MAX_CHANNELS], tm[TSZUTIL_MAX_CHANNELS], ts[TSZUTIL_MAX_CHANNELS];
+    if (tszutil_chstats_file(&src, fit, &err) < 0) goto done;
+    const int nc = src.n_ch;
+    if (like) {
+        if (tszutil_chstats_file(&ref, like, &err) < 0) goto done;
+        if (ref.n_ch != nc) {
+            util_err_set(&err, "%s: %d channels, but %s has %d", like, ref.n_ch, fit, nc);
+            goto done;
+        }
+        for (int k = 0; k < nc; k++) tszutil_chstats_get(&ref, k, &tm[k], &ts[k]);
+    } else if (expand_targets(tm, mean_in, n_mean, nc, 0.0, "--mean", &err) < 0 ||
+               expand_targets(ts, std_in, n_std, nc, 1.0, "--std", &err) < 0) {
+        goto done;
+    }
+    size_t nlen = 0;
+    FILE *nf = open_memstream(&note, &nlen);
+    if (!nf) { util_err_set(&err, "out of memory"); goto done; }
+    for (int k = 0; k < nc; k++) {
+        double m, s;
+        tszutil_chstats_get(&src, k, &m, &s);
+        if (!(s > 0) || !isfinite(s)) {
+            fclose(nf);
+            util_err_set(&err, "%s: channel %d has standard deviation %g: cannot scale it", fit, k, s);
+            goto done;
+        }
+        scale[k] = ts[k] / s;
+        shift[k] = tm[k] - scale[k] * m;
+        fprintf(nf, "%sc%d: %.9g x + %.9g", k ? "; " : "", k, scale[k], shift[k]);
+    }
+    fprintf(nf, " (fit %s%s%s)", fit, like ? ", like " : "", like ? like : "");
+    if (fclose(nf) != 0) { util_err_set(&err, "out of memory"); goto done; }
+
+    if (!(r = tsz_reader_open(input, &err))) goto done;
+    if (tsz_attrs_copy(&attrs, tsz_reader_attrs(r)) < 0 || tsz_attrs_set(&attrs, "norm", note) < 0) {
+        util_err_set(&err, "out of memory");
+        goto done;
+    }
+    if (add_history(&attrs, &err) < 0) goto done;
+    if (!(w = tsz_writer_open(o->output, &attrs, -1, &o->w, &err))) goto done;
+    const int group = soft_groups(tsz_reader_attrs(r));
+    char prev[TSZ_MAX_NAME + 1] = "";
+    tsz_rec rec;
+    while ((st = tsz_next(r, &rec, &err)) == 1) {
+        const int companion = group && tszutil_is_companion(prev, &rec);
+        memcpy(prev, rec.name, sizeof prev);
+        if (companion) {
+            if (read_data(r, &rec, &buf, &cap, &err) < 0 || tsz_write(w, &rec, buf, &err) < 0) goto done;
+            continue;
+        }
+        const int64_t idx = tsz_reader_index(r) - 1;
+        const int k_ch = tszutil_example_channels(&rec);
+        if (k_ch != nc) {
+            if (k_ch < 0) util_err_set(&err, "%s: record %lld (%s): rank %d, expected C x H x W or H x W", input,
+                                       (long long)idx, util_msgname(rec.name).s, rec.ndim);
+            else util_err_set(&err, "%s: record %lld (%s): %d channels, but %s has %d", input, (long long)idx,
+                              util_msgname(rec.name).s, k_ch, fit, nc);
+            goto done;
+        }
+        const int64_t n = tsz_rec_numel(&rec), plane = n / nc;
+        if ((size_t)n > xcap) {
+            float *nx = realloc(x, (size_t)n * sizeof *x);
+            if (!nx) {
+                util_err_set(&err, "%s: record %lld (%s): out of memory", input, (long long)idx, util_msgname(rec.name).s);
+                goto done;
+            }
+            x = nx;
+            xcap = (size_t)n;
+        }
+        if (tsz_read_data_f32(r, &rec, x, (size_t)n, &err) < 0) goto done;
+        const double unit = rec.dtype == TSZ_U8 ? 1.0 / 255.0 : 1.0;
+        for (int k = 0; k < nc; k++) {
+            const float a = (float)(scale[k] * unit), b = (float)shift[k];
+            float *p = x + k * plane;
+            for (int64_t i = 0; i < plane; i++) p[i] = a * p[i] + b;
+        }
+        rec.dtype = TSZ_F32;
+        if (tsz_write(w, &rec, x, &err) < 0) goto done;
+    }
+    if (st < 0 || tsz_writer_finish(w, &err) < 0) goto done;
+    rc = 0;
+done:
+    if (rc) util_report(&err);
+    tsz_reader_close(r);
+    tsz_writer_close(w);
+    tsz_attrs_free(&attrs);
+    free(buf);
+    free(x);
+    free(note);
+    return rc;
+}
+
+static int cmd_norm(int argc, char **argv)
+{
+    enum { OPT_FIT = 1200, OPT_LIKE, OPT_MEAN, OPT_STD };
+    static const struct option lo[] = {{"fit", required_argument, NULL, OPT_FIT}, {"like", required_argument, NULL, OPT_LIKE},
+                                       {"mean", required_argument, NULL, OPT_MEAN}, {"std", required_argument, NULL, OPT_STD},
+                                       WRITE_LONGOPTS, COMMON_LONGOPTS, {0}};
+    struct out_opts o;
+    out_opts_init(&o);
+    const char *fit = NULL, *like = NULL;
+    double mean[TSZUTIL_MAX_CHANNELS], std[TSZUTIL_MAX_CHANNELS];
+    int n_mean = 0, n_std = 0, c;
+    while ((c = getopt_long(argc, argv, ":o:j:hV", lo, NULL)) != -1) {
+        if (write_opt(c, &o)) continue;
+        switch (c) {
+        case OPT_FIT: fit = optarg; break;
+        case OPT_LIKE: like = optarg; break;
+        case OPT_MEAN:
+            if ((n_mean = parse_doubles(optarg, mean, 0)) < 0) util_usage_error("--mean: '%s' is not a list of numbers", optarg);
+            break;
+        case OPT_STD:
+            if ((n_std = parse_doubles(optarg, std, 1)) < 0) util_usage_error("--std: '%s' is not a list of positive numbers", optarg);
+            break;
+        default: common_opt(c, argv, norm_help);
+        }
+    }
+    if (!fit) util_usage_error("--fit=FILE is required (the stream whose statistics are mapped)");
+    if (like && (n_mean || n_std)) util_usage_error("--like and --mean/--std exclude each other");
+    const char *input = one_input(argc, argv);
+    if (strcmp(input, "-") == 0 && (strcmp(fit, "-") == 0 || (like && strcmp(like, "-") == 0)))
+        util_usage_error("standard input ('-') can be read once: give --fit/--like and INPUT as files");
+    if (like && strcmp(fit, "-") == 0 && strcmp(like, "-") == 0) util_usage_error("standard input ('-') given twice");
+    return norm_stream(input, fit, like, mean, n_mean, std, n_std, &o);
+}
+
 enum { OPT_KEY = 1100, OPT_STRIP, OPT_ARCH, OPT_NON_STRICT };
 
 static int cmd_convert(int argc, char **argv)
@@ -1010,6 +1198,7 @@ static const struct command {
     {"select", cmd_select, "keep records by fold, label, name or index"},
     {"head", cmd_head, "keep the first N records"},
     {"shuffle", cmd_shuffle, "reorder records at random (deterministic with --seed)"},
+    {"norm", cmd_norm, "scale each channel to a target mean and standard deviation"},
     {"npy", cmd_npy, "export records to NumPy .npy / .npz"},
     {"from-npy", cmd_from_npy, "import NumPy .npy arrays as records"},
     {"convert", cmd_convert, "convert model weights: TSZ, safetensors, PyTorch .pth"},
@@ -1041,7 +1230,7 @@ int main(int argc, char **argv)
     for (int i = 1; i <= argc; i++) hist[i] = argv[i];
     g_argc = argc;
     g_argv = hist;
-    if (argc < 2) util_usage_error("no command (info, cat, select, head, shuffle, npy, from-npy, convert)");
+    if (argc < 2) util_usage_error("no command (info, cat, select, head, shuffle, norm, npy, from-npy, convert)");
     if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) main_help();
     if (strcmp(argv[1], "-V") == 0 || strcmp(argv[1], "--version") == 0) util_print_version();
     for (int i = 0; i < N_COMMANDS; i++) {
