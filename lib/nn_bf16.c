@@ -1,7 +1,8 @@
 /* nn_bf16.c: the engine's bfloat16 GEMM for --precision bf16: C (fp32) = alpha op(A) op(B) + beta C with
  * both operands rounded to bf16 (round to nearest even, as torch's autocast casts) and every product
- * summed in fp32, on AVX512_BF16's vdpbf16ps.  The kernels are compiled for that ISA alone (target
- * attribute) and only run after cpuid says the CPU has it; the rest of the build stays generic. */
+ * summed in fp32.  Two kernels: AMX tiles (TDPBF16PS, Intel Sapphire Rapids and later) where the CPU and
+ * Linux allow them, else AVX512_BF16's vdpbf16ps.  Each is compiled for its ISA alone (target attribute)
+ * and only runs after cpuid says the CPU has it; the rest of the build stays generic. */
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,13 @@
 #include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_X86 1
+#endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <setjmp.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define HAVE_AMX 1
 #endif
 
 #include "nn.h"
@@ -23,8 +31,13 @@
 #define NC 1024           /* multiple of NR */
 #define MAX_THREADS 256
 #define SMALL_GEMM (1 << 21)   /* multiply-adds below which a GEMM stays on one thread (as nn_sgemm) */
+#define AMR 32            /* AMX micro-tile: 2 x 2 tiles of 16 x 16; KC and MC are multiples of 32 */
+#define ANR 32
 
 static int precision = NN_FP32;
+
+/* Depth pairs of a depth block as the AMX kernel stores them: padded to whole tiles of 16. */
+static inline int depth_pairs(int kl) { return ((kl + 1) / 2 + 15) / 16 * 16; }
 static uint32_t *bbuf[MAX_THREADS];   /* per thread: packed B block, KC/2 x NC words */
 static uint32_t *abuf[MAX_THREADS];   /* per thread: packed A block, MC x KC/2 words */
 static float *tbuf[MAX_THREADS];      /* per thread: one fp32 B panel from a fill callback, KC x NR */
@@ -61,6 +74,86 @@ int nn_cpu_has_bf16(void)
 #else
     return 0;
 #endif
+}
+
+/* AMX: the CPU has the tiles and TDPBF16PS (cpuid), the OS saves the tile state (XCR0 bits 17-18), Linux
+ * grants this process the 8 KB of tile data (arch_prctl ARCH_REQ_XCOMP_PERM, since 5.16), and a first
+ * tile instruction runs (under valgrind it raises SIGILL, which is caught here).  Asked once. */
+static int amx_want = 1;   /* nn_bf16_amx_enable */
+static int amx;            /* 1: this precision's GEMMs run on AMX */
+#ifdef HAVE_AMX
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512bf16,avx512f,avx512bw,avx512vl")))
+
+/* LDTILECFG's 64 bytes: palette 1, then bytes per row and rows of each tile.  All eight tiles are 16 rows
+ * of 64 bytes: C tiles 0-3 (16 x 16 fp32), A tiles 4-5 (16 rows x 32 bf16), B tiles 6-7 (16 pairs x 16). */
+static const struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_cfg = {1, 0, {0}, {64, 64, 64, 64, 64, 64, 64, 64}, {16, 16, 16, 16, 16, 16, 16, 16}};
+
+AMX_TARGET static void tiles_on(void) { _tile_loadconfig(&tile_cfg); }
+AMX_TARGET static void tiles_off(void) { _tile_release(); }
+AMX_TARGET static void tiles_probe(void)
+{
+    tiles_on();
+    _tile_zero(0);
+    tiles_off();
+}
+
+static sigjmp_buf probe_env;
+static void probe_trap(int sig)
+{
+    (void)sig;
+    siglongjmp(probe_env, 1);
+}
+
+static int amx_detect(void)
+{
+    unsigned a, b, c, d, lo, hi;
+    if (__get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 0, a, b, c, d);
+    if (!(d & (1u << 24)) || !(d & (1u << 22))) return 0;                   /* AMX-TILE, AMX-BF16 */
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return 0;     /* OSXSAVE: xgetbv exists */
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return 0;                          /* XTILECFG, XTILEDATA */
+    if (syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) != 0) return 0;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = probe_trap;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGILL, &sa, &old) < 0) return 0;
+    volatile int ok = 0;
+    if (!sigsetjmp(probe_env, 1)) {
+        tiles_probe();
+        ok = 1;
+    }
+    sigaction(SIGILL, &old, NULL);
+    return ok;
+}
+#endif
+
+/* AMX usable now: hardware and OS (asked once) and EARSIGHT_NO_AMX unset (read each time, like EARSIGHT_NO_BF16). */
+static int amx_available(void)
+{
+    const char *e = getenv("EARSIGHT_NO_AMX");
+    if (e && *e && strcmp(e, "0") != 0) return 0;
+#ifdef HAVE_AMX
+    static int hw = -1;
+    if (hw < 0) hw = amx_detect();
+    return hw;
+#else
+    return 0;
+#endif
+}
+
+int nn_bf16_amx(void) { return precision == NN_BF16 ? amx : amx_want && nn_cpu_has_bf16() && amx_available(); }
+
+int nn_bf16_amx_enable(int on)
+{
+    amx_want = on;
+    amx = on && amx_available();
+    return amx;
 }
 
 static int alloc_buffers(int n)
@@ -107,6 +200,7 @@ int nn_set_precision(int p, struct util_err *err)
         util_err_set(err, "bf16 packing buffers: out of memory");
         return -1;
     }
+    amx = amx_want && amx_available();
     precision = NN_BF16;
     return 0;
 }
@@ -283,6 +377,168 @@ BF16_TARGET static void block(uint32_t *ap, const uint32_t *bp, int ta, const fl
     }
 }
 
+#ifdef HAVE_AMX
+/* The AMX kernel.  A C micro-tile is 32 x 32: tiles 0-3 accumulate 2 A tiles (16 rows x 32 depth) times
+ * 2 B tiles (32 depth x 16 columns) over a depth block, are stored to a buffer, then alpha and beta are
+ * applied as in the vdpbf16ps kernel.  pack_b's panels already are B tiles (16 groups of depth pairs, row
+ * stride NR words); the depth of a block is padded with zero pairs to kq, a multiple of 16 pairs.  A is
+ * packed row by row: row i of the block holds kq words (bf16 A(i, 2r) | A(i, 2r+1) << 16), rows padded
+ * with zeros to a multiple of 32. */
+static inline __mmask16 first_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
+/* As pairs16, from the first nv (may be <= 0 or > 32) of 32 floats, zeros after. */
+AMX_TARGET static inline void pairs16_part(uint32_t *out, const float *src, int nv)
+{
+    if (nv >= 32) {
+        pairs16(out, src);
+        return;
+    }
+    const __m512 z = _mm512_setzero_ps();
+    const __m512 x0 = nv > 0 ? _mm512_maskz_loadu_ps(first_n(nv), src) : z;
+    const __m512 x1 = nv > 16 ? _mm512_maskz_loadu_ps(first_n(nv - 16), src + 16) : z;
+    const __m512i idx = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 30, 28, 26,
+                                         24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    _mm512_storeu_si512(out, _mm512_permutex2var_epi16(round16(x0), idx, round16(x1)));
+}
+
+AMX_TARGET static void pack_a_amx(uint32_t *dst, int ta, const float *a, int64_t lda, int i0, int ml, int p0, int kl)
+{
+    const int kq = depth_pairs(kl), mp = (ml + AMR - 1) / AMR * AMR;
+    if (!ta) {
+        for (int i = 0; i < mp; i++) {
+            uint32_t *d = dst + (int64_t)i * kq;
+            if (i >= ml) {
+                memset(d, 0, (size_t)kq * 4);
+                continue;
+            }
+            const float *src = a + (int64_t)(i0 + i) * lda + p0;
+            for (int r = 0; r < kq; r += 16) pairs16_part(d + r, src + 2 * r, kl - 2 * r);
+        }
+        return;
+    }
+    /* A(i, p) = a[p*lda + i]: 16 rows of one depth pair at a time, scattered down a column of the block */
+    const __m512i rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(kq));
+    for (int i = 0; i < mp; i += 16) {
+        const __mmask16 k = first_n(ml - i);
+        uint32_t *d = dst + (int64_t)i * kq;
+        for (int r = 0; r < kq; r++) {
+            const int p = 2 * r;
+            const __m512 lo = p < kl && k ? _mm512_maskz_loadu_ps(k, a + (int64_t)(p0 + p) * lda + i0 + i) : _mm512_setzero_ps();
+            const __m512 hi = p + 1 < kl && k ? _mm512_maskz_loadu_ps(k, a + (int64_t)(p0 + p + 1) * lda + i0 + i)
+                                              : _mm512_setzero_ps();
+            _mm512_i32scatter_epi32(d + r, rows, _mm512_or_si512(round16(lo), _mm512_slli_epi32(round16(hi), 16)), 4);
+        }
+    }
+}
+
+/* pack_b panel by panel, each padded with zero pairs to kq. */
+AMX_TARGET static void pack_b_amx(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
+{
+    const int kp = (kl + 1) / 2, kq = depth_pairs(kl);
+    for (int q = 0; q * NR < nl; q++) {
+        uint32_t *pd = dst + (int64_t)q * kq * NR;
+        pack_b(pd, tb, b, ldb, p0, kl, j0 + q * NR, nl - q * NR < NR ? nl - q * NR : NR);
+        memset(pd + (int64_t)kp * NR, 0, (size_t)(kq - kp) * NR * 4);
+    }
+}
+
+/* C micro-tile (mr x nr, at most 32 x 32) = alpha A0,A1 . B + (first ? beta C : C); a0 is the first of 32
+ * packed A rows, bq the B panel at the micro-tile's first column. */
+AMX_TARGET static void amx_kernel(int kq, const uint32_t *a0, const uint32_t *bq, float *c, int64_t ldc, int mr,
+                                  int nr, float alpha, float beta, int first)
+{
+    float t[AMR * ANR] __attribute__((aligned(64)));
+    const uint32_t *a1 = a0 + 16 * kq;
+    const long sa = (long)kq * 4, sb = NR * 4;
+    __asm__ volatile("" ::: "memory");   /* tileloadd does not tell the compiler it reads the packed blocks */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (int r = 0; r < kq; r += 16) {
+        _tile_loadd(4, a0 + r, sa);
+        _tile_loadd(5, a1 + r, sa);
+        _tile_loadd(6, bq + (int64_t)r * NR, sb);
+        _tile_loadd(7, bq + (int64_t)r * NR + 16, sb);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, t, ANR * 4);
+    _tile_stored(1, t + 16, ANR * 4);
+    _tile_stored(2, t + 16 * ANR, ANR * 4);
+    _tile_stored(3, t + 16 * ANR + 16, ANR * 4);
+    const __m512 z = _mm512_setzero_ps();
+    for (int i = 0; i < mr; i++)
+        store_row(c + (int64_t)i * ldc, nr, _mm512_load_ps(t + i * ANR), _mm512_load_ps(t + i * ANR + 16), z, z, alpha,
+                  beta, first);
+}
+
+/* As block(), on AMX: A packed MC rows at a time, then every 32 x 32 micro-tile, columns outer so that the
+ * B micro-panel stays in L1 while the A block streams from L2. */
+AMX_TARGET static void amx_block(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
+                                 int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+{
+    const int kq = depth_pairs(kl);
+    for (int ic = 0; ic < m; ic += MC) {
+        const int ml = m - ic < MC ? m - ic : MC;
+        pack_a_amx(ap, ta, a, lda, ic, ml, pc, kl);
+        for (int jr = 0; jr < nl; jr += ANR) {
+            const uint32_t *bq = bp + (int64_t)(jr / NR) * kq * NR + jr % NR;
+            const int nr = nl - jr < ANR ? nl - jr : ANR;
+            for (int ir = 0; ir < ml; ir += AMR) {
+                const int mr = ml - ir < AMR ? ml - ir : AMR;
+                amx_kernel(kq, ap + (int64_t)ir * kq, bq, c + (int64_t)(ic + ir) * ldc + jr, ldc, mr, nr, alpha, beta,
+                           pc == 0);
+            }
+        }
+    }
+}
+#endif
+
+/* One depth block of one thread's GEMM: B (already packed for the kernel in use) times A. */
+BF16_TARGET static void block_any(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
+                                  int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+{
+#ifdef HAVE_AMX
+    if (amx) {
+        amx_block(ap, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
+        return;
+    }
+#endif
+    block(ap, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
+}
+
+/* B rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 packed for the kernel in use. */
+BF16_TARGET static void pack_b_any(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
+{
+#ifdef HAVE_AMX
+    if (amx) {
+        pack_b_amx(dst, tb, b, ldb, p0, kl, j0, nl);
+        return;
+    }
+#endif
+    pack_b(dst, tb, b, ldb, p0, kl, j0, nl);
+}
+
+/* Tile configuration is per thread: each GEMM a thread runs loads it first and releases the tiles after
+ * (a released tile state costs nothing to save at a context switch). */
+static void tiles_begin(void)
+{
+#ifdef HAVE_AMX
+    if (amx) tiles_on();
+#endif
+}
+
+static void tiles_end(void)
+{
+#ifdef HAVE_AMX
+    if (amx) tiles_off();
+#endif
+}
+
 /* One thread's GEMM on its slab of C. */
 BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda,
                               const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
@@ -293,14 +549,16 @@ BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float 
             for (int j = 0; j < n; j++) c[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[(int64_t)i * ldc + j];
         return;
     }
+    tiles_begin();
     for (int jc = 0; jc < n; jc += NC) {
         const int nl = n - jc < NC ? n - jc : NC;
         for (int pc = 0; pc < k; pc += KC) {
             const int kl = k - pc < KC ? k - pc : KC;
-            pack_b(bp, tb, b, ldb, pc, kl, jc, nl);
-            block(ap, bp, ta, a, lda, m, pc, kl, nl, c + jc, ldc, alpha, beta);
+            pack_b_any(bp, tb, b, ldb, pc, kl, jc, nl);
+            block_any(ap, bp, ta, a, lda, m, pc, kl, nl, c + jc, ldc, alpha, beta);
         }
     }
+    tiles_end();
 }
 
 void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
@@ -315,7 +573,7 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
         gemm1(0, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    const int split_n = n >= m, len = split_n ? n : m, unit = split_n ? NR : MR;
+    const int split_n = n >= m, len = split_n ? n : m, unit = split_n ? NR : amx ? AMR : MR;
     const int chunk = ((len + nt - 1) / nt + unit - 1) / unit * unit;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int t = 0; t < nt; t++) {
@@ -336,23 +594,25 @@ BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, i
 {
     uint32_t *bp = bbuf[t], *ap = abuf[t];
     float *tb = tbuf[t];
+    tiles_begin();
     for (int jc = 0; jc < n; jc += NCF) {
         const int nl = n - jc < NCF ? n - jc : NCF;
         for (int pc = 0; pc < k; pc += KC) {
-            const int kl = k - pc < KC ? k - pc : KC, kp = (kl + 1) / 2;
+            const int kl = k - pc < KC ? k - pc : KC, kp = amx ? depth_pairs(kl) : (kl + 1) / 2;
             for (int q = 0; q * NR < nl; q++) {
                 const int len = nl - q * NR < NR ? nl - q * NR : NR, jq = j0 + jc + q * NR;
                 if (!bt) {   /* t[p][j]: kl rows of len values */
                     fill(ctx, tb, NR, pc, kl, jq, len);
-                    pack_b(bp + (int64_t)q * kp * NR, 0, tb, NR, 0, kl, 0, len);
+                    pack_b_any(bp + (int64_t)q * kp * NR, 0, tb, NR, 0, kl, 0, len);
                 } else {     /* t[j][p]: len rows of kl values */
                     fill(ctx, tb, KC, jq, len, pc, kl);
-                    pack_b(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
+                    pack_b_any(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
                 }
             }
-            block(ap, bp, 0, a, lda, m, pc, kl, nl, c + jc, ldc, 1.0f, beta);
+            block_any(ap, bp, 0, a, lda, m, pc, kl, nl, c + jc, ldc, 1.0f, beta);
         }
     }
+    tiles_end();
 }
 
 void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,

@@ -54,6 +54,12 @@ typedef void (*nn_bf16_fill)(void *ctx, float *t, int64_t ldt, int r0, int nr, i
 void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
                        float beta, float *c, int64_t ldc);
 
+/* The bf16 GEMM's kernel: 1 when AMX tiles run it (the CPU has AMX-BF16, Linux grants the tile state,
+ * EARSIGHT_NO_AMX is unset), 0 for AVX512_BF16's vdpbf16ps.  nn_bf16_amx_enable(0) forces vdpbf16ps and
+ * (1) allows AMX again (tests run both); it returns nn_bf16_amx() and lasts across nn_set_precision. */
+int nn_bf16_amx(void);
+int nn_bf16_amx_enable(int on);
+
 /* Single-threaded nn_sgemm (callers that spread independent products over threads themselves). */
 void nn_sgemm1(int ta, int tb, int m, int n, int k, float alpha, const float *a, int64_t lda, const float *b,
                int64_t ldb, float beta, float *c, int64_t ldc);
