@@ -4,7 +4,8 @@
 # at 64x64 (2 x 256 views, a 10-way fc instead of the head), ResNet-18 inference at batch 64.  Ratios
 # > 1 mean earsight is faster.  Rates are images per CPU-second x threads (robust to other load on a
 # shared machine) and wall-clock images/s.  Without AVX512_BF16 (or EARSIGHT_NO_BF16=1) only fp32 runs;
-# without /usr/bin/python3 + torch the PyTorch columns are skipped.
+# without /usr/bin/python3 + torch the PyTorch columns are skipped.  isa_bench's lines say which bf16 kernel
+# ran (AMX tiles, or vdpbf16ps when the CPU lacks AMX-BF16 or EARSIGHT_NO_AMX=1) and its peak rate.
 ROOT=${EARSIGHT_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}
 BENCH=${EARSIGHT_BENCH:-$ROOT/build/bench}
 J=${BENCH_THREADS:-$(nproc)}

@@ -3,14 +3,19 @@
  * bf16-rounded inputs.  (3) Convolution and linear layers in bf16: on inputs that already are bf16 values
  * (rounding is then the identity) they equal the fp32 layers to summation error; on general inputs they
  * differ by bf16 rounding.  (4) A whole ResNet-18 train step in bf16 against fp32, and bit-identical
- * for 1 and 2 threads.  (5) EARSIGHT_NO_BF16: nn_set_precision refuses bf16 with a message. */
+ * for 1 and 2 threads.  (5) EARSIGHT_NO_BF16: nn_set_precision refuses bf16 with a message.  (2)-(4) run
+ * on both kernels, AMX tiles (skipped on a CPU without them) and vdpbf16ps, and (6) the two agree to fp32
+ * summation order on shapes around the AMX tile edges (16, 32 rows/columns, 32 depth). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/nn_internal.h"   /* nn_bf16_amx_enable: both kernels are tested */
 #include "nn.h"
 #include "test.h"
+
+static const char *kname;   /* the kernel under test, in every message */
 
 static float rbf(float f) { return nn_bf16_to_float(nn_bf16_round(f)); }
 
@@ -67,8 +72,8 @@ static void gemm_case(int ta, int tb, int m, int n, int k, float alpha, float be
         }
     const double tol = 0x1p-24 * (k + 8);
     test_check(worst <= tol && moved > 1e-4,
-               "bf16 gemm ta=%d tb=%d %dx%dx%d alpha %g beta %g: err %.3g of sum|ab| (tol %.3g); differs from "
-               "the unrounded product by %.3g", ta, tb, m, n, k, alpha, beta, worst, tol, moved);
+               "bf16 gemm (%s) ta=%d tb=%d %dx%dx%d alpha %g beta %g: err %.3g of sum|ab| (tol %.3g); differs from "
+               "the unrounded product by %.3g", kname, ta, tb, m, n, k, alpha, beta, worst, tol, moved);
     free(a), free(b), free(c), free(c0);
 }
 
@@ -83,6 +88,12 @@ static void gemms(void)
     gemm_case(0, 0, 200, 1100, 601, 1.0f, 1.0f);
     gemm_case(0, 1, 65, 130, 999, -1.0f, 0.5f);
     gemm_case(1, 0, 197, 67, 300, 2.0f, 0.0f);
+    /* AMX edges: 16-row tiles, 32 x 32 micro-tiles, 32-deep tiles, and a 1-row product */
+    gemm_case(0, 0, 33, 17, 33, 1.0f, 0.0f);
+    gemm_case(1, 1, 32, 32, 32, 1.0f, 1.0f);
+    gemm_case(0, 1, 16, 65, 31, 1.0f, 0.0f);
+    gemm_case(1, 0, 1, 96, 64, 1.0f, 0.0f);
+    gemm_case(0, 0, 47, 129, 257, 1.0f, 0.0f);
     /* thread-count independence on a product large enough to be split */
     const int m = 96, n = 2000, k = 300;
     util_rng r = util_rng_split(9, 1);
@@ -98,7 +109,7 @@ static void gemms(void)
     nn_bf16_gemm(0, 0, n / 20, m, k, 1.0f, b, k, a, m, 0.0f, c2 + (size_t)m * n / 2, m);   /* split by rows */
     nn_set_threads(1);
     nn_bf16_gemm(0, 0, n / 20, m, k, 1.0f, b, k, a, m, 0.0f, c1 + (size_t)m * n / 2, m);
-    test_check(!memcmp(c1, c2, sizeof(float) * m * n), "bf16 gemm: 1 and 2 threads bit-identical");
+    test_check(!memcmp(c1, c2, sizeof(float) * m * n), "bf16 gemm (%s): 1 and 2 threads bit-identical", kname);
     free(a), free(b), free(c1), free(c2);
 }
 
@@ -170,8 +181,8 @@ static void conv_case(int c_in, int c_out, int k, int stride, int pad, int x_nch
      * general-input difference must lie between 1e-4 (rounding happened) and 2e-2 (8-bit mantissa) */
     const int ok = f0 < 1e-5 && f1 < 1e-5 && f2 < 1e-5 && e0 > 1e-4 && e1 > 1e-4 && e2 > 1e-4 && e0 < 2e-2 &&
                    e1 < 2e-2 && e2 < 2e-2;
-    test_check(ok, "bf16 conv %d->%d k%d s%d p%d%s: on bf16 inputs = fp32 (y %.2g dx %.2g dw %.2g, tol 1e-5); on "
-               "fp32 inputs differs by rounding (y %.2g dx %.2g dw %.2g, in [1e-4, 2e-2])", c_in, c_out, k, stride,
+    test_check(ok, "bf16 conv (%s) %d->%d k%d s%d p%d%s: on bf16 inputs = fp32 (y %.2g dx %.2g dw %.2g, tol 1e-5); on "
+               "fp32 inputs differs by rounding (y %.2g dx %.2g dw %.2g, in [1e-4, 2e-2])", kname, c_in, c_out, k, stride,
                pad, x_nchw ? " nchw" : "", f0, f1, f2, e0, e1, e2);
     for (int i = 0; i < 2; i++) free(y[i]), free(dx[i]), free(dw[i]);
     free(x), free(wt), free(dy);
@@ -196,7 +207,7 @@ static void linear_case(void)
     }
     nn_set_precision(NN_FP32, &err);
     const double e = fmax(fmax(maxrel(y[1], y[0], n * out), maxrel(dx[1], dx[0], n * in)), maxrel(dw[1], dw[0], out * in));
-    test_check(e < 1e-5, "bf16 linear on bf16 inputs = fp32 (forward, dx, dw: max rel %.2g, tol 1e-5)", e);
+    test_check(e < 1e-5, "bf16 linear (%s) on bf16 inputs = fp32 (forward, dx, dw: max rel %.2g, tol 1e-5)", kname, e);
 }
 
 /* One ResNet-18 (width 16) train step on 3x32x40, batch 4: logits and every gradient. */
@@ -252,7 +263,7 @@ static void resnet(void)
                maxrel(fr, f, 40), l2rel(fr, f, 40), maxrel(fr + 40, f + 40, total - 40), l2rel(fr + 40, f + 40, total - 40));
         const double el = maxrel(b1, f, 40), eg = maxrel(b1 + 40, f + 40, total - 40);
         const double ll = l2rel(b1, f, 40), lg = l2rel(b1 + 40, f + 40, total - 40);
-        printf("# resnet18 bf16 vs fp32: logits max %.3g l2 %.3g; grads max %.3g l2 %.3g\n", el, ll, eg, lg);
+        printf("# resnet18 bf16 (%s) vs fp32: logits max %.3g l2 %.3g; grads max %.3g l2 %.3g\n", kname, el, ll, eg, lg);
         /* A randomly initialised ResNet in train mode is ill-conditioned (BN over few values per channel
          * in the last stages): rounding only the weights to bf16, in fp32, already moves the gradients by
          * ~0.2 of their norm (measured above).  The noise floor is that change; bf16 everywhere (weights
@@ -260,9 +271,9 @@ static void resnet(void)
          * tight ones. */
         const double nl = l2rel(fr, f, 40), ng = l2rel(fr + 40, f + 40, total - 40);
         test_check(ll <= 3 * nl && lg <= 3 * ng && ll > 0,
-                   "resnet18 train step bf16 vs fp32: logits %.3g, gradients %.3g of their norm (tol 3x the "
-                   "change from bf16 weights alone: %.3g, %.3g)", ll, lg, 3 * nl, 3 * ng);
-        test_check(!memcmp(b1, b2, sizeof(float) * total), "resnet18 bf16 train step: 1 and 2 threads bit-identical");
+                   "resnet18 train step bf16 (%s) vs fp32: logits %.3g, gradients %.3g of their norm (tol 3x the "
+                   "change from bf16 weights alone: %.3g, %.3g)", kname, ll, lg, 3 * nl, 3 * ng);
+        test_check(!memcmp(b1, b2, sizeof(float) * total), "resnet18 bf16 train step (%s): 1 and 2 threads bit-identical", kname);
     }
     free(f), free(b1), free(b2), free(fr);
 }
@@ -280,6 +291,50 @@ static void unsupported(void)
                "precision names");
 }
 
+/* AMX against vdpbf16ps on the same rounded operands: both sum in fp32, in different orders, so they agree
+ * to fp32 summation error (2^-24 * (k + 8) of sum |ab|, as gemm_case) but not necessarily bit for bit. */
+static void amx_vs_dp(int ta, int tb, int m, int n, int k)
+{
+    util_rng r = util_rng_split(11, (uint64_t)(m * 7 + n * 3 + k + ta * 2 + tb));
+    const int64_t na = (int64_t)m * k, nb = (int64_t)k * n;
+    float *a = malloc(sizeof(float) * na), *b = malloc(sizeof(float) * nb);
+    float *c[2] = {malloc(sizeof(float) * m * n), malloc(sizeof(float) * m * n)};
+    fill(a, na, &r), fill(b, nb, &r);
+    for (int p = 0; p < 2; p++) {
+        nn_bf16_amx_enable(p == 0);
+        nn_bf16_gemm(ta, tb, m, n, k, 1.0f, a, ta ? m : k, b, tb ? k : n, 0.0f, c[p], n);
+    }
+    double worst = 0;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double mag = 0;
+            for (int q = 0; q < k; q++)
+                mag += fabs((double)rbf(ta ? a[(int64_t)q * m + i] : a[(int64_t)i * k + q]) *
+                            rbf(tb ? b[(int64_t)j * k + q] : b[(int64_t)q * n + j]));
+            const double e = fabs((double)c[0][(int64_t)i * n + j] - c[1][(int64_t)i * n + j]) / (mag + 1e-30);
+            if (!(e <= worst)) worst = e;
+        }
+    const double tol = 0x1p-24 * (k + 8);
+    test_check(worst <= tol, "bf16 gemm AMX vs vdpbf16ps ta=%d tb=%d %dx%dx%d: differ by %.3g of sum|ab| (tol %.3g)",
+               ta, tb, m, n, k, worst, tol);
+    free(a), free(b), free(c[0]), free(c[1]);
+}
+
+/* Everything that multiplies, on the kernel chosen by nn_bf16_amx_enable. */
+static void kernel_checks(void)
+{
+    kname = nn_bf16_amx() ? "AMX" : "vdpbf16ps";
+    gemms();
+    conv_case(8, 20, 3, 1, 1, 0, 2, 9, 11);     /* stride 1: transposed-kernel input gradient */
+    conv_case(6, 10, 3, 2, 1, 0, 2, 11, 9);     /* stride 2: col2im */
+    conv_case(12, 7, 1, 1, 0, 0, 3, 5, 6);      /* 1x1: direct GEMMs */
+    conv_case(8, 16, 1, 2, 0, 0, 2, 8, 8);      /* downsample */
+    conv_case(3, 16, 7, 2, 3, 1, 2, 20, 18);    /* stem on (N, C, H, W) */
+    conv_case(40, 33, 3, 1, 1, 0, 2, 7, 9);     /* channels across AMX tiles */
+    linear_case();
+    resnet();
+}
+
 int main(void)
 {
     nn_set_threads(1);
@@ -291,13 +346,16 @@ int main(void)
         return test_exit();
     }
     nn_set_precision(NN_FP32, &err);
-    gemms();
-    conv_case(8, 20, 3, 1, 1, 0, 2, 9, 11);     /* stride 1: transposed-kernel input gradient */
-    conv_case(6, 10, 3, 2, 1, 0, 2, 11, 9);     /* stride 2: col2im */
-    conv_case(12, 7, 1, 1, 0, 0, 3, 5, 6);      /* 1x1: direct GEMMs */
-    conv_case(8, 16, 1, 2, 0, 0, 2, 8, 8);      /* downsample */
-    conv_case(3, 16, 7, 2, 3, 1, 2, 20, 18);    /* stem on (N, C, H, W) */
-    linear_case();
-    resnet();
+    if (nn_bf16_amx_enable(1)) {
+        kernel_checks();
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) amx_vs_dp(ta, tb, 45, 77, 70);
+        amx_vs_dp(0, 0, 192, 300, 600);
+    } else {
+        test_skip("bf16 AMX kernel: this CPU (or the OS, or EARSIGHT_NO_AMX) gives no AMX-BF16 tiles; vdpbf16ps only");
+    }
+    nn_bf16_amx_enable(0);
+    kernel_checks();
+    nn_bf16_amx_enable(1);
     return test_exit();
 }
