@@ -6,6 +6,7 @@
 # Layout (relative to the directory make runs in):
 #   $(WORK)/mel.tsz                          spectrograms of the whole dataset (wav2mel)
 #   $(WORK)/split/foldK/{train,test}.tsz     tsz select --fold K --invert / --fold K
+#   $(WORK)/norm/foldK/{train,test}.tsz      the same scaled for transfer (tsz norm; INPUT_NORM)
 #   $(WORK)/RUN/foldK/model.tsz, log.tsv     one trained model per run and test fold
 #   $(OUT)/RUN/foldK.logits.tsz              embed --logits on the test fold
 #   $(OUT)/RUN/score.txt, score.csv          score over all folds (per fold, mean +- sd)
@@ -28,6 +29,10 @@
 #   SUP_IMAGES                      an ImageFolder tree for our own supervised pre-training (supervised.mk)
 #   INIT_OPTS                       further finetune options whenever an encoder is loaded
 #   MEL_OPTS                        wav2mel options (each dataset file sets its preset)
+#   TRAIN_PER_CLASS                 keep only K training clips per class and fold (label-scarce regime)
+#   INPUT_NORM NORM_LIKE NORM_OPTS  input scaling for transfer (tsz norm, below): like (default when our
+#                  own pre-training images NORM_LIKE exist), target (NORM_OPTS, default --mean 0 --std 1)
+#                  or none
 #   COMPARE                         paired comparisons A:B to run (when both runs exist)
 #   TSNE_FOLD TSNE_OPTS             fold whose test features t-SNE draws; tsne options
 #   PAPER                           the paper's numbers shown in table.md (pipelines/paper.tsv)
@@ -170,25 +175,64 @@ all: $(OUT)/table.md
 table: $(OUT)/table.md
 
 # ---- folds ----
-$(WORK)/split/fold%/train.tsz: $(MEL) $(BIN)/tsz
+# TRAIN_PER_CLASS=K keeps K training clips of each class per fold (drawn with SEED; the test fold stays
+# whole): the label-scarce regime, where pre-training is expected to matter most.
+TRAIN_PER_CLASS ?=
+$(call settings,$(CFG)/split.cfg,per_class=$(TRAIN_PER_CLASS) seed=$(if $(TRAIN_PER_CLASS),$(SEED)))
+$(WORK)/split/fold%/train.tsz: $(MEL) $(CFG)/split.cfg $(BIN)/tsz
 	@mkdir -p $(@D)
+ifeq ($(strip $(TRAIN_PER_CLASS)),)
 	$(BIN)/tsz select --fold $* --invert -o $@ $<
+else
+	$(BIN)/tsz select --fold $* --invert $< | $(BIN)/tsz shuffle --seed $(SEED) -o $(@D)/all.tsz
+	for c in $$($(BIN)/tsz info --list --no-values $(@D)/all.tsz | awk '$$4 == "label" { print $$5 }' | sort -n -u); do \
+	  $(BIN)/tsz select --label $$c -o $(@D)/class.tsz $(@D)/all.tsz && $(BIN)/tsz head -n $(TRAIN_PER_CLASS) $(@D)/class.tsz; \
+	done | $(BIN)/tsz cat -o $@
+	rm -f $(@D)/all.tsz $(@D)/class.tsz
+endif
 $(WORK)/split/fold%/test.tsz: $(MEL) $(BIN)/tsz
 	@mkdir -p $(@D)
 	$(BIN)/tsz select --fold $* -o $@ $<
 
+# ---- input scaling for transfer ----
+# A pre-trained encoder learnt its filters and batch-norm statistics on images in [0, 1]; log-mel
+# spectrograms (about -14 ... 12) meet neither.  So each fold's spectrograms are scaled channel by channel
+# (tsz norm) with statistics of its training fold alone -- the test fold is never looked at -- to the
+# channel statistics of the pre-training images (like) or to NORM_OPTS (target), and every method,
+# from scratch included, trains and is tested on the same scaled inputs, so comparisons stay fair.
+NORM_LIKE  ?= $(SIMCLR_TSZ)
+INPUT_NORM ?= $(if $(strip $(NORM_LIKE)),like,none)
+NORM_OPTS  ?= --mean 0 --std 1
+ifeq ($(INPUT_NORM),none)
+IN := $(WORK)/split
+else ifeq ($(INPUT_NORM),like)
+IN := $(WORK)/norm
+NORM_ARGS := --like $(NORM_LIKE)
+NORM_DEPS := $(NORM_LIKE)
+else ifeq ($(INPUT_NORM),target)
+IN := $(WORK)/norm
+NORM_ARGS := $(NORM_OPTS)
+else
+$(error INPUT_NORM must be like, target or none, not '$(INPUT_NORM)')
+endif
+$(call settings,$(CFG)/norm.cfg,norm=$(INPUT_NORM) args=$(NORM_ARGS))
+$(WORK)/norm/fold%/train.tsz $(WORK)/norm/fold%/test.tsz: $(WORK)/split/fold%/train.tsz $(WORK)/split/fold%/test.tsz $(NORM_DEPS) $(CFG)/norm.cfg $(BIN)/tsz
+	@mkdir -p $(@D)
+	$(BIN)/tsz norm --fit $< $(NORM_ARGS) -o $(@D)/train.tsz $<
+	$(BIN)/tsz norm --fit $< $(NORM_ARGS) -o $(@D)/test.tsz $(word 2,$^)
+
 # ---- one run (fine-tuning or linear evaluation of one method) over every fold ----
 # $(1) run name (ft-vanilla), $(2) method (vanilla), $(3) settings file, $(4) extra finetune options
 define RUN_template
-$(WORK)/$(1)/fold%/model.tsz: $(WORK)/split/fold%/train.tsz $(ENC_$(2)) $(3) $(CFG)/enc-$(2).cfg $(BIN)/finetune
+$(WORK)/$(1)/fold%/model.tsz: $(IN)/fold%/train.tsz $(ENC_$(2)) $(3) $(CFG)/enc-$(2).cfg $(BIN)/finetune
 	$$(call say,$(DATASET) fold $$*: $(1))
 	@mkdir -p $$(@D)
 	$$(RUN) $(MPIRUN) $(BIN)/finetune $(4) $(if $(ENC_$(2)),--init $(ENC_$(2)) $(INIT_OPTS) $(INIT_OPTS_$(2))) \
 	  --seed $(SEED) -j $$(THREADS) --log $$(@D)/log.tsv -o $$@ $$(RESUME) $$<
-$(OUT)/$(1)/fold%.logits.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold%/test.tsz $(BIN)/embed
+$(OUT)/$(1)/fold%.logits.tsz: $(WORK)/$(1)/fold%/model.tsz $(IN)/fold%/test.tsz $(BIN)/embed
 	@mkdir -p $$(@D)
 	$$(RUN) $(BIN)/embed --logits -j $$(THREADS) --model $$< -o $$@ $$(word 2,$$^)
-$(WORK)/$(1)/fold%/features.tsz: $(WORK)/$(1)/fold%/model.tsz $(WORK)/split/fold%/test.tsz $(BIN)/embed
+$(WORK)/$(1)/fold%/features.tsz: $(WORK)/$(1)/fold%/model.tsz $(IN)/fold%/test.tsz $(BIN)/embed
 	$$(RUN) $(BIN)/embed -j $$(THREADS) --model $$< -o $$@ $$(word 2,$$^)
 $(OUT)/$(1)/tsne.png: $(WORK)/$(1)/fold$(TSNE_FOLD)/features.tsz $(CFG)/tsne.cfg $(BIN)/tsne
 	@mkdir -p $$(@D)

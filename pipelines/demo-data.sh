@@ -4,7 +4,8 @@
 #   classes.txt  class names, one a line, in label order (label = line number - 1)
 #   esc/         the same clips laid out like ESC-50 (meta/esc50.csv, audio/ of symbolic links to the
 #                packages' files), so that `wav2mel --esc50` reads them with their class names
-#   photos.txt   one high-resolution photo/wallpaper path a line (the SimCLR pre-training source)
+#   photos.txt   one high-resolution photo/wallpaper path a line (scenes: the SimCLR pre-training source)
+#   stamps.txt   one photographic cut-out (Tux Paint stamp, PNG with alpha) a line (objects: the same)
 #   counts.md    clips per class and fold, and the sources with their licences (for the README)
 # Usage: demo-data.sh [--install] [--folds N] OUTDIR  |  demo-data.sh --packages
 #   --install   first apt-get install the media packages that are missing (as root or through sudo)
@@ -14,11 +15,13 @@
 # changes, so Make rules depending on them do not re-run needlessly.
 set -eu
 
-PKGS="sonic-pi-samples hydrogen-drumkits mate-backgrounds plasma-workspace-wallpapers"
+PKGS="sonic-pi-samples hydrogen-drumkits mate-backgrounds plasma-workspace-wallpapers lomiri-wallpapers-16.04 lomiri-wallpapers-20.04 tuxpaint-stamps-default"
 DRUMKITS=/usr/share/hydrogen/data/drumkits
 SONICPI=/usr/share/sonic-pi/samples
 MATE=/usr/share/backgrounds/mate
 PLASMA=/usr/share/wallpapers
+LOMIRI=/usr/share/backgrounds
+STAMPS=/usr/share/tuxpaint/stamps
 FOLDS=5
 install=0
 while [ $# -gt 0 ]; do
@@ -112,7 +115,9 @@ END {
 }' "$tmp/classes.txt" "$tmp/clips.tsv" | sort -t "$(printf '\t')" -k4,4 >"$tmp/sounds.tsv"
 
 # ---- photos ----
-# MATE's nature photos, and the largest landscape rendering of each Plasma wallpaper.
+# Scenes: MATE's nature photos, the largest landscape rendering of each Plasma wallpaper, and the
+# photographs of Lomiri's (Ubuntu Touch) wallpaper packages (files NAME_by_AUTHOR.jpg; the one drawn
+# pattern among them, analogpattern, is left out).
 {
     find "$MATE/nature" -type f \( -iname '*.jpg' -o -iname '*.png' \) 2>/dev/null
     for d in "$PLASMA"/*/contents/images; do
@@ -120,7 +125,15 @@ END {
         ls "$d" | awk -v d="$d" -F'[x.]' '$1 >= $2 && $1 * $2 > best { best = $1 * $2; f = $0 }
             END { if (f != "") print d "/" f }'
     done
-} | sort >"$tmp/photos.txt"
+    for p in lomiri-wallpapers-16.04 lomiri-wallpapers-20.04; do
+        dpkg -L "$p" 2>/dev/null | grep "^$LOMIRI/[^/]*_by_[^/]*\.jpg\$" | grep -v analogpattern || true
+    done
+} | sort -u >"$tmp/photos.txt"
+# Objects: Tux Paint's photographic stamps (animals, plants, food, tools, instruments, vehicles, ...: cut-outs
+# on a transparent background); its cartoons, letters, symbols, flags, road signs, seasonal clip art and
+# toys are drawings and stay out.
+find "$STAMPS" -type f -name '*.png' 2>/dev/null |
+    grep -v -E 'cartoon|/symbols/|/town/(flags|roadsigns|houses)|/seasonal/|/toys|plastic' | sort >"$tmp/stamps.txt" || true
 
 # ---- counts.md ----
 {
@@ -158,8 +171,10 @@ END {
         echo "| $s | $n | $lic |"
     done
     echo
-    echo "Photos: $(wc -l <"$tmp/photos.txt") images ($(grep -c "^$MATE" "$tmp/photos.txt" || true) from mate-backgrounds, GPL-2+;" \
-         "$(grep -c "^$PLASMA" "$tmp/photos.txt" || true) from plasma-workspace-wallpapers, GPL-2+)."
+    echo "Photos: $(wc -l <"$tmp/photos.txt") scenes ($(grep -c "^$MATE" "$tmp/photos.txt" || true) from mate-backgrounds, GPL-2+;" \
+         "$(grep -c "^$PLASMA" "$tmp/photos.txt" || true) from plasma-workspace-wallpapers, GPL-2+;" \
+         "$(grep -c "^$LOMIRI/[^/]*_by_" "$tmp/photos.txt" || true) from lomiri-wallpapers-16.04/-20.04, CC BY 4.0, CC BY-SA 4.0 or CC0 1.0 per photo as their copyright files say)" \
+         "and $(wc -l <"$tmp/stamps.txt") photographic objects (tuxpaint-stamps-default, GPL-2)."
 } >"$tmp/counts.md"
 
 # ESC-50 layout: meta/esc50.csv (filename,fold,target,category,esc10,src_file,take) and audio/NAME.EXT
@@ -184,9 +199,9 @@ if ! cmp -s "$tmp/esc50.csv" "$OUT/esc/meta/esc50.csv" 2>/dev/null; then
 fi
 
 # Install the results, touching only what changed.
-for f in sounds.tsv classes.txt photos.txt counts.md; do
+for f in sounds.tsv classes.txt photos.txt stamps.txt counts.md; do
     if ! cmp -s "$tmp/$f" "$OUT/$f" 2>/dev/null; then mv "$tmp/$f" "$OUT/$f"; fi
 done
 n=$(wc -l <"$OUT/sounds.tsv"); c=$(wc -l <"$OUT/classes.txt"); p=$(wc -l <"$OUT/photos.txt")
 [ "$n" -gt 0 ] && [ "$p" -gt 0 ] || { echo "demo-data.sh: no clips or no photos found" >&2; exit 1; }
-echo "demo-data.sh: $n clips in $c classes, $FOLDS folds; $p photos" >&2
+echo "demo-data.sh: $n clips in $c classes, $FOLDS folds; $p photos, $(wc -l <"$OUT/stamps.txt") stamps" >&2

@@ -302,7 +302,7 @@ fi
 # ---------------------------------------------------------------------------------------------------
 if [ -d /usr/share/hydrogen/data/drumkits ] && [ -d /usr/share/sonic-pi/samples ] && [ -d /usr/share/wallpapers ]; then
     if sh "$P/demo-data.sh" dd1 2>/dev/null && sh "$P/demo-data.sh" dd2 2>/dev/null &&
-       cmp -s dd1/sounds.tsv dd2/sounds.tsv && cmp -s dd1/photos.txt dd2/photos.txt; then
+       cmp -s dd1/sounds.tsv dd2/sounds.tsv && cmp -s dd1/photos.txt dd2/photos.txt && cmp -s dd1/stamps.txt dd2/stamps.txt; then
         pass "demo-data: deterministic lists"
     else fail "demo-data: lists differ between two runs or the script failed"; fi
     # Every group (same kit + instrument, velocity layers) lies in one fold; every class in every fold.
@@ -314,11 +314,21 @@ if [ -d /usr/share/hydrogen/data/drumkits ] && [ -d /usr/share/sonic-pi/samples 
     if miss=$(have_tools $KFOLD_TOOLS $IMG_TOOLS); then
         # shellcheck disable=SC2086
         D() { make -f "$P/demo.mk" $TINY FOLDS=1 NPHOTOS=6 CROPS_PER_PHOTO=4 PHOTO_SIDE=64 CROP_SIZE=40 SIMCLR_SIZE=32 \
+                   NSTAMPS=5 CROPS_PER_STAMP=2 \
                    "MEL_OPTS=--preset esc50 --rate 22050 --duration 1 --n-fft 1024 --mels 32 --width 48" "$@"; }
         if run_pipeline demo D; then
             check_outputs demo results/demo work/demo "1" "ft-vanilla ft-simclr lin-vanilla lin-simclr" \
                 "ft-simclr-vs-ft-vanilla lin-simclr-vs-lin-vanilla"
             check_table demo results/demo/table.md "1" "ft-vanilla ft-simclr lin-vanilla lin-simclr"
+            # label-scarce folds: 10 training clips of each class, the test fold whole; the crops hold
+            # scenes and objects; runs read spectrograms scaled like the crops (fit on the training fold)
+            per=$("$BIN/tsz" info work/demo/split/fold1/train.tsz | awk '/labels:/ { on = 1; next } on && NF == 3 { print $3 } on && NF != 3 { on = 0 }' | sort -u | tr '\n' ' ')
+            ntest=$("$BIN/tsz" info --no-values work/demo/split/fold1/test.tsz | awk '/records:/ { print $2 }')
+            ncrops=$("$BIN/tsz" info --no-values work/demo/crops.tsz | awk '/records:/ { print $2 }')
+            if [ "$per" = "10 " ] && [ "$ntest" -eq "$(awk -F'\t' '$3 == 1' dd1/sounds.tsv | wc -l)" ] && [ "$ncrops" -eq 34 ] &&
+               "$BIN/tsz" info work/demo/norm/fold1/test.tsz | grep -q "^    norm=c0: .*(fit work/demo/split/fold1/train.tsz, like work/demo/crops.tsz)\$"
+            then pass "demo: 10 training clips a class, the whole test fold, 24 + 10 crops, inputs scaled like the crops"
+            else fail "demo: per class '$per', test $ntest, crops $ncrops, norm $("$BIN/tsz" info work/demo/norm/fold1/test.tsz | grep norm=)"; fi
             touch noop.stamp; sleep 1
             D >demo2.out 2>&1
             changed=$(find results work -type f -newer noop.stamp | head -3)

@@ -263,7 +263,8 @@ static const char cat_help[] =
     "Usage: tsz cat [OPTION]... [FILE]...\n"
     "Concatenate TSZ streams (default: stdin) into one, re-compressed as asked.  The output has the\n"
     "first stream's attributes; keys only later streams have are added, history lines they add are\n"
-    "appended, and a 'classes' attribute that differs from the first stream's is an error.\n"
+    "appended, and a 'classes' attribute that differs from the first stream's is an error; of two or\n"
+    "more streams, records_total (one augment run's count) is dropped.\n"
     WRITE_HELP END_HELP;
 
 static int copy_records(tsz_reader *r, tsz_writer *w, void **buf, size_t *cap, struct util_err *err)
@@ -312,6 +313,8 @@ static int cmd_cat(int argc, char **argv)
         else tsz_reader_close(r);
         r = NULL;
     }
+    /* augment's records_total counts one part's records, not the whole: a reader would trust it */
+    if (n > 1) tsz_attrs_remove(&attrs, "records_total");
     if (add_history(&attrs, &err) < 0) goto done;
     /* Declared count unknown: an input may itself be several streams concatenated byte-wise, whose
      * total only shows at its end. */
