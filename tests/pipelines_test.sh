@@ -315,7 +315,7 @@ if [ -d /usr/share/hydrogen/data/drumkits ] && [ -d /usr/share/sonic-pi/samples 
         # shellcheck disable=SC2086
         D() { make -f "$P/demo.mk" $TINY FOLDS=1 NPHOTOS=6 CROPS_PER_PHOTO=4 PHOTO_SIDE=64 CROP_SIZE=40 SIMCLR_SIZE=32 \
                    NSTAMPS=5 CROPS_PER_STAMP=2 \
-                   "MEL_OPTS=--preset esc50 --rate 22050 --duration 1 --n-fft 1024 --mels 32 --width 48" "$@"; }
+                   "MEL_OPTS=--preset esc50 --rate 22050 --duration 1 --n-fft 2048 --mels 32 --channels 10:5,25:10,50:25 --width 48" "$@"; }
         if run_pipeline demo D; then
             check_outputs demo results/demo work/demo "1" "ft-vanilla ft-simclr lin-vanilla lin-simclr" \
                 "ft-simclr-vs-ft-vanilla lin-simclr-vs-lin-vanilla"
