@@ -16,6 +16,9 @@
  * Mixup soft labels travel as a record named "NAME#soft" right after the record named NAME; the pair
  * is one example for selection, head and shuffle.  1 if rec is such a companion of prev_name. */
 int tszutil_is_companion(const char *prev_name, const tsz_rec *rec);
+/* 1 if the stream's attributes say soft_labels=1: companions are kept with their record there; elsewhere
+ * such names are ordinary records. */
+int tszutil_soft_groups(const tsz_attrs *a);
 
 /* ---- selection (tsz select, tsz npy) ----
  * A record is kept when it passes every given test (AND); a test given several values (--fold 1,2,

@@ -19,6 +19,12 @@ int tszutil_is_companion(const char *prev_name, const tsz_rec *rec)
            memcmp(prev_name, rec->name, n - 5) == 0;
 }
 
+int tszutil_soft_groups(const tsz_attrs *a)
+{
+    const char *v = tsz_attrs_get(a, "soft_labels");
+    return v && strcmp(v, "1") == 0;
+}
+
 /* ---------------------------------------------------------------- selection */
 
 void tszutil_select_init(tszutil_select *s)
@@ -362,8 +368,7 @@ int tszutil_chstats_file(tszutil_chstats *c, const char *path, struct util_err *
     struct util_err e = {{0}};
     tsz_reader *r = tsz_reader_open(path, err);
     if (!r) return -1;
-    const char *soft = tsz_attrs_get(tsz_reader_attrs(r), "soft_labels");
-    const int group = soft && strcmp(soft, "1") == 0;
+    const int group = tszutil_soft_groups(tsz_reader_attrs(r));
     char prev[TSZ_MAX_NAME + 1] = "";
     void *buf = NULL;
     size_t cap = 0;

@@ -108,14 +108,6 @@ static void common_opt(int c, char **argv, const char *help)
     }
 }
 
-/* Mixup soft-label companions (NAME#soft after NAME) are kept with their record in streams marked
- * soft_labels=1; elsewhere such names are ordinary records. */
-static int soft_groups(const tsz_attrs *a)
-{
-    const char *v = tsz_attrs_get(a, "soft_labels");
-    return v && strcmp(v, "1") == 0;
-}
-
 static int add_history(tsz_attrs *a, struct util_err *err)
 {
     if (tsz_attrs_add_history(a, g_argc, g_argv) < 0) return util_err_set(err, "out of memory");
@@ -375,7 +367,7 @@ static int filter_stream(const char *input, const struct out_opts *o, const tszu
     if (tsz_attrs_copy(&attrs, tsz_reader_attrs(r)) < 0) { util_err_set(&err, "out of memory"); goto done; }
     if (add_history(&attrs, &err) < 0) goto done;
     if (!(w = tsz_writer_open(o->output, &attrs, -1, &o->w, &err))) goto done;
-    int group = soft_groups(tsz_reader_attrs(r));
+    int group = tszutil_soft_groups(tsz_reader_attrs(r));
     st = 0;
     while (max_examples != 0 && (st = tsz_next(r, &rec, &err)) == 1) {
         if (!(group && example >= 0 && tszutil_is_companion(prev, &rec))) {  /* a companion shares its example's fate */
@@ -483,7 +475,7 @@ static int cmd_shuffle(int argc, char **argv)
     int64_t n = 0, hcap = 0, n_groups = 0, *group = NULL, *perm = NULL;  /* group[g]: first record */
     int rc = 1, st;
     if (!(r = tsz_reader_open(input, &err))) goto done;
-    int soft = soft_groups(tsz_reader_attrs(r));
+    int soft = tszutil_soft_groups(tsz_reader_attrs(r));
     for (;;) {
         if (n == hcap) {
             int64_t nc = hcap ? 2 * hcap : 1024;
@@ -763,7 +755,7 @@ static int cmd_npy(int argc, char **argv)
     char prev[TSZ_MAX_NAME + 1] = "";
     if (!(r = tsz_reader_open(input, &err))) goto done;
     if (npz && !stack && !(z = tszutil_zip_open(out, &err))) goto done;
-    int group = soft_groups(tsz_reader_attrs(r));
+    int group = tszutil_soft_groups(tsz_reader_attrs(r));
     while ((st = tsz_next(r, &rec, &err)) == 1) {
         int64_t index = tsz_reader_index(r) - 1;
         if (!(group && example >= 0 && tszutil_is_companion(prev, &rec))) {
@@ -1063,7 +1055,7 @@ static int norm_stream(const char *input, const char *fit, const char *like, con
     }
     if (add_history(&attrs, &err) < 0) goto done;
     if (!(w = tsz_writer_open(o->output, &attrs, -1, &o->w, &err))) goto done;
-    const int group = soft_groups(tsz_reader_attrs(r));
+    const int group = tszutil_soft_groups(tsz_reader_attrs(r));
     char prev[TSZ_MAX_NAME + 1] = "";
     tsz_rec rec;
     while ((st = tsz_next(r, &rec, &err)) == 1) {
