@@ -232,6 +232,36 @@ BF16_TARGET static inline void pairs16(uint32_t *out, const float *src)
     _mm512_storeu_si512(out, _mm512_permutex2var_epi16(v0, idx, v1));
 }
 
+/* dst[i*ldd + j] = pair i of row j (bf16 src[j*lds + 2i] | src[j*lds + 2i+1] << 16), i, j < 16: pairs16 of
+ * 16 rows, transposed as 16 x 16 words in registers (unpack 32- and 64-bit halves, then 128-bit lanes). */
+BF16_TARGET static void pairs16x16(uint32_t *dst, int64_t ldd, const float *src, int64_t lds)
+{
+    __m512i r[16], t[16], u[16];
+    for (int j = 0; j < 16; j++) {
+        pairs16((uint32_t *)&r[j], src + j * lds);
+    }
+    for (int j = 0; j < 16; j += 2) {
+        t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
+        t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
+    }
+    /* u[4g + q], lane L: column 4L + q of rows 4g .. 4g+3 */
+    for (int g = 0; g < 4; g++) {
+        const __m512i *tg = t + 4 * g;
+        u[4 * g] = _mm512_unpacklo_epi64(tg[0], tg[2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(tg[0], tg[2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(tg[1], tg[3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(tg[1], tg[3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        const __m512i v0 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88), w0 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88);
+        const __m512i v1 = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd), w1 = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
+        _mm512_storeu_si512(dst + q * ldd, _mm512_shuffle_i32x4(v0, w0, 0x88));
+        _mm512_storeu_si512(dst + (4 + q) * ldd, _mm512_shuffle_i32x4(v1, w1, 0x88));
+        _mm512_storeu_si512(dst + (8 + q) * ldd, _mm512_shuffle_i32x4(v0, w0, 0xdd));
+        _mm512_storeu_si512(dst + (12 + q) * ldd, _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    }
+}
+
 /* B block rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 into panels of NR columns: panel q holds kl/2 (rounded
  * up) groups of NR words, word j of group r = bf16 B(p0+2r, j) | bf16 B(p0+2r+1, j) << 16; zero padded. */
 BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
@@ -255,14 +285,19 @@ BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ld
                 for (; j < NR; j++) d[j] = 0;
             }
         } else {
-            /* B(p, j) = b[j*ldb + p]: read along p, write one word per group */
+            /* B(p, j) = b[j*ldb + p]: read along p.  16 columns x 16 depth pairs at a time are turned
+             * into rows of the panel by an in-register transpose; the rest one word per group. */
+            const int rv = kl / 32 * 16;   /* depth pairs in whole groups of 32 values */
+            int jv = 0;
+            for (; jv + 16 <= len; jv += 16)
+                for (int r = 0; r < rv; r += 16) pairs16x16(pd + (int64_t)r * NR + jv, NR, b + (int64_t)(jq + jv) * ldb + p0 + 2 * r, ldb);
             for (int j = 0; j < NR; j++) {
                 if (j >= len) {
                     for (int r = 0; r < kp; r++) pd[(int64_t)r * NR + j] = 0;
                     continue;
                 }
                 const float *src = b + (int64_t)(jq + j) * ldb + p0;
-                int r = 0;
+                int r = j < jv ? rv : 0;
                 for (; 2 * r + 32 <= kl; r += 16) {
                     uint32_t tmp[16];
                     pairs16(tmp, src + 2 * r);
