@@ -30,6 +30,8 @@
 #   INIT_OPTS                       further finetune options whenever an encoder is loaded
 #   MEL_OPTS                        wav2mel options (each dataset file sets its preset)
 #   TRAIN_PER_CLASS                 keep only K training clips per class and fold (label-scarce regime)
+#   INNER_FOLDS    1: recipe selection without the test folds -- run K trains on the folds other than K
+#                  and K+1 (5 -> 1) and is tested on fold K+1; fold K is never read (use another WORK/OUT)
 #   INPUT_NORM NORM_LIKE NORM_OPTS  input scaling for transfer (tsz norm, below): like (default when our
 #                  own pre-training images NORM_LIKE exist), target (NORM_OPTS, default --mean 0 --std 1)
 #                  or none
@@ -178,21 +180,33 @@ table: $(OUT)/table.md
 # TRAIN_PER_CLASS=K keeps K training clips of each class per fold (drawn with SEED; the test fold stays
 # whole): the label-scarce regime, where pre-training is expected to matter most.
 TRAIN_PER_CLASS ?=
-$(call settings,$(CFG)/split.cfg,per_class=$(TRAIN_PER_CLASS) seed=$(if $(TRAIN_PER_CLASS),$(SEED)))
+# INNER_FOLDS=1: the "test" fold of run K is the next fold (inner validation), and K is held out.
+INNER_FOLDS ?=
+ifeq ($(strip $(INNER_FOLDS)),1)
+inner_fold = $(word $(1),$(wordlist 2,$(words $(ALL_FOLDS)),$(ALL_FOLDS)) $(firstword $(ALL_FOLDS)))
+train_folds = $(1),$(call inner_fold,$(1))
+test_fold = $(call inner_fold,$(1))
+else ifeq ($(strip $(INNER_FOLDS)),)
+train_folds = $(1)
+test_fold = $(1)
+else
+$(error INNER_FOLDS must be 1 or empty, not '$(INNER_FOLDS)')
+endif
+$(call settings,$(CFG)/split.cfg,per_class=$(TRAIN_PER_CLASS) seed=$(if $(TRAIN_PER_CLASS),$(SEED)) inner=$(INNER_FOLDS))
 $(WORK)/split/fold%/train.tsz: $(MEL) $(CFG)/split.cfg $(BIN)/tsz
 	@mkdir -p $(@D)
 ifeq ($(strip $(TRAIN_PER_CLASS)),)
-	$(BIN)/tsz select --fold $* --invert -o $@ $<
+	$(BIN)/tsz select --fold $(call train_folds,$*) --invert -o $@ $<
 else
-	$(BIN)/tsz select --fold $* --invert $< | $(BIN)/tsz shuffle --seed $(SEED) -o $(@D)/all.tsz
+	$(BIN)/tsz select --fold $(call train_folds,$*) --invert $< | $(BIN)/tsz shuffle --seed $(SEED) -o $(@D)/all.tsz
 	for c in $$($(BIN)/tsz info --list --no-values $(@D)/all.tsz | awk '$$4 == "label" { print $$5 }' | sort -n -u); do \
 	  $(BIN)/tsz select --label $$c -o $(@D)/class.tsz $(@D)/all.tsz && $(BIN)/tsz head -n $(TRAIN_PER_CLASS) $(@D)/class.tsz; \
 	done | $(BIN)/tsz cat -o $@
 	rm -f $(@D)/all.tsz $(@D)/class.tsz
 endif
-$(WORK)/split/fold%/test.tsz: $(MEL) $(BIN)/tsz
+$(WORK)/split/fold%/test.tsz: $(MEL) $(CFG)/split.cfg $(BIN)/tsz
 	@mkdir -p $(@D)
-	$(BIN)/tsz select --fold $* -o $@ $<
+	$(BIN)/tsz select --fold $(call test_fold,$*) -o $@ $<
 
 # ---- input scaling for transfer ----
 # A pre-trained encoder learnt its filters and batch-norm statistics on images in [0, 1]; log-mel

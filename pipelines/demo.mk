@@ -68,7 +68,7 @@ DATA ?= $(WORK)/data
 
 DATASET := demo
 DATASET_TITLE := Demo (Debian drum and percussion samples)
-ALL_FOLDS := $(FOLDS)
+ALL_FOLDS := $(shell seq 1 $(NFOLDS))
 MEL := $(WORK)/mel.tsz
 SIMCLR_WORK := $(WORK)/simclr
 SIMCLR_TSZ  := $(WORK)/crops.tsz

@@ -273,6 +273,14 @@ if miss=$(have_tools $KFOLD_TOOLS); then
         check_outputs gtzan results/gtzan work/gtzan "1 2 3" "ft-vanilla lin-vanilla" ""
         check_table gtzan results/gtzan/table.md "1 2 3" "ft-vanilla lin-vanilla"
         check_noop gtzan C
+        # INNER_FOLDS=1 (recipe selection): run K trains without folds K and K+1 and tests on K+1
+        # (10 -> 1); fold K itself is never selected
+        C -n INNER_FOLDS=1 WORK=inner OUT=inner/out "FOLDS=3 10" >inner.out 2>&1
+        if grep -q -e '--fold 3,4 --invert' inner.out && grep -q -e '--fold 4 -o inner/split/fold3/test.tsz' inner.out &&
+           grep -q -e '--fold 10,1 --invert' inner.out && grep -q -e '--fold 1 -o inner/split/fold10/test.tsz' inner.out &&
+           ! grep -q -e '--fold 3 ' -e '--fold 10 ' inner.out; then
+            pass "gtzan: INNER_FOLDS=1 tests run K on fold K+1 and never reads fold K"
+        else fail "gtzan: INNER_FOLDS=1 splits wrong: $(grep 'tsz select' inner.out | head -4 | tr '\n' ' ')"; fi
         # -j2 in a fresh directory (two jobs of one thread each, where -j1 ran one job of
         # $(nproc) threads) gives the same table, byte for byte, and the same logits, bit for bit
         # (the table rounds to 0.1 %; the logits' history differs, so their values are compared).
