@@ -623,7 +623,7 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
 }
 
 /* One thread's share of nn_bf16_gemm_fill: columns [j0, j0 + n) of C. */
-#define NCF 512
+#define NCF 1024
 BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
                                    void *ctx, int j0, float beta, float *c, int64_t ldc)
 {
