@@ -26,7 +26,6 @@ FOLDS  ?= 1 2 3 4 5
 # encoders: published checkpoints, or images for our own pre-training (simclr.mk, supervised.mk)
 SIMCLR_INIT     ?=
 SIMCLR_IMAGES   ?=
-SIMCLR_EPOCHS   ?= 100
 SUPERVISED_INIT ?=
 SUP_IMAGES      ?=
 # spectrogram options

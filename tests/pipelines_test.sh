@@ -28,7 +28,7 @@ is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a
 # Tiny everything: width-4 ResNet-18, one epoch, small batches, small spectrograms (each dataset's
 # preset with fewer mels and frames), small images.
 TINY="BIN=$BIN WIDTH=4 EPOCHS=1 LIN_EPOCHS=1 BATCH=8 SEED=3 SIMCLR_EPOCHS=1 SIMCLR_BATCH=8 SIMCLR_SIZE=32 \
-SIMCLR_RESIZE=40 SIMCLR_CROP=40 SUP_EPOCHS=1 SUP_BATCH=8 SUP_RESIZE=40 SUP_CROP=32 TSNE_OPTS=--perplexity=1.5"
+SIMCLR_RESIZE=40 SIMCLR_CROP=40 SIMCLR_CROPS=2 SUP_EPOCHS=1 SUP_BATCH=8 SUP_RESIZE=40 SUP_CROP=32 TSNE_OPTS=--perplexity=1.5"
 SMALL_MEL="--duration 1 --mels 32 --width 48"
 
 # ---------------------------------------------------------------------------------------------------
@@ -193,6 +193,11 @@ if miss=$(have_tools $KFOLD_TOOLS img2tensor); then
         for m in work/supervised/encoder.tsz ${SIMCLR:+work/simclr/encoder.tsz}; do
             check "esc50: $m is a model stream" "$BIN/tsz" info "$m"
         done
+        # SIMCLR_IMAGES uses the demo's recipe: SIMCLR_CROPS (2 here) random crops of each of the 24 images.
+        if [ -n "$SIMCLR" ]; then
+            check "esc50: SimCLR trains on 2 random crops of each image (48 records)" sh -c \
+                "'$BIN/tsz' info work/simclr/crops.tsz | grep -q '^  records: 48 '"
+        fi
         check "esc50: logits carry the history of the commands that made them" sh -c \
             "'$BIN/tsz' info results/esc50/ft-supervised/fold1.logits.tsz | grep -q 'finetune.*--init'"
         check_noop esc50 A
