@@ -25,7 +25,7 @@
 /* Blocking: a B micro-panel (KC x NR bf16, 32 KB) stays in L1 while the MR-row panels of an A block
  * (MC x KC, 96 KB) stream from L2; a B block is KC x NC (512 KB). */
 #define MR 6
-#define NR 64
+#define NR NN_BF16_NR      /* 64 */
 #define KC 256            /* even: depth is consumed in pairs */
 #define MC 192            /* multiple of MR */
 #define NC 1024           /* multiple of NR */
@@ -259,6 +259,71 @@ BF16_TARGET static void pairs16x16(uint32_t *dst, int64_t ldd, const float *src,
         _mm512_storeu_si512(dst + (4 + q) * ldd, _mm512_shuffle_i32x4(v1, w1, 0x88));
         _mm512_storeu_si512(dst + (8 + q) * ldd, _mm512_shuffle_i32x4(v0, w0, 0xdd));
         _mm512_storeu_si512(dst + (12 + q) * ldd, _mm512_shuffle_i32x4(v1, w1, 0xdd));
+    }
+}
+
+BF16_TARGET void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        const __m512i l = round16(_mm512_loadu_ps(lo + j));
+        const __m512i h = hi ? round16(_mm512_loadu_ps(hi + j)) : _mm512_setzero_si512();
+        _mm512_storeu_si512(d + j, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+    }
+    for (; j < n; j++) d[j] = pair(lo[j], hi ? hi[j] : 0.0f);
+}
+
+/* d[j] = s[j], j < n, 16 words at a time (the runs are mostly shorter than a memcpy call is worth). */
+BF16_TARGET static inline void copy_words(uint32_t *d, const uint32_t *s, int n)
+{
+    for (int j = 0; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        _mm512_mask_storeu_epi32(d + j, k, _mm512_maskz_loadu_epi32(k, s + j));
+    }
+}
+
+/* d[j] = s[2j], j < n: 32 words loaded, the even ones kept. */
+BF16_TARGET static inline void copy_words_s2(uint32_t *d, const uint32_t *s, int n)
+{
+    const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+    for (int j = 0; j < n; j += 16) {
+        const int left = n - j, words = 2 * left - 1;   /* the last one needed is s[2(n-1)] */
+        const __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+        const __mmask16 k0 = words >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << words) - 1);
+        const __mmask16 k1 = words >= 32 ? (__mmask16)0xffff : words <= 16 ? 0 : (__mmask16)((1u << (words - 16)) - 1);
+        const __m512i v0 = _mm512_maskz_loadu_epi32(k0, s + 2 * j), v1 = _mm512_maskz_loadu_epi32(k1, s + 2 * j + 16);
+        _mm512_mask_storeu_epi32(d + j, k, _mm512_permutex2var_epi32(v0, even, v1));
+    }
+}
+
+BF16_TARGET void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, int64_t s0, int sl)
+{
+    const nn_bf16_taps *c = taps;
+    const int64_t hwo = (int64_t)c->ho * c->wo, img = (int64_t)c->hp * c->wp;
+    int64_t base[NR];
+    int off[NR], len[NR], runs = 0;
+    for (int o = 0; o < sl; runs++) {   /* one run per output row met: image ni, row oh, from column ow0 */
+        const int64_t s = s0 + o;
+        const int ni = (int)(s / hwo), oh = (int)(s % hwo / c->wo), ow0 = (int)(s % c->wo);
+        const int rl = c->wo - ow0 < sl - o ? c->wo - ow0 : sl - o;
+        base[runs] = ni * img + (int64_t)oh * c->stride * c->wp + (int64_t)ow0 * c->stride;
+        off[runs] = o, len[runs] = rl;
+        o += rl;
+    }
+    const int k2 = c->k * c->k, st = c->stride;
+    int tap = r0 % k2, cp = r0 / k2;
+    for (int r = 0; r < np; r++) {
+        const uint32_t *src = c->xp + cp * c->plane + (int64_t)(tap / c->k) * c->wp + tap % c->k;
+        uint32_t *d = dst + (int64_t)r * NR;
+        if (st == 1)
+            for (int q = 0; q < runs; q++) copy_words(d + off[q], src + base[q], len[q]);
+        else if (st == 2)
+            for (int q = 0; q < runs; q++) copy_words_s2(d + off[q], src + base[q], len[q]);
+        else
+            for (int q = 0; q < runs; q++)
+                for (int j = 0; j < len[q]; j++) d[off[q] + j] = src[base[q] + (int64_t)j * st];
+        if (sl < NR) memset(d + sl, 0, sizeof(uint32_t) * (NR - sl));
+        if (++tap == k2) tap = 0, cp++;
     }
 }
 
@@ -625,7 +690,7 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
 /* One thread's share of nn_bf16_gemm_fill: columns [j0, j0 + n) of C. */
 #define NCF 1024
 BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
-                                   void *ctx, int j0, float beta, float *c, int64_t ldc)
+                                   nn_bf16_fill_words fillw, void *ctx, int j0, float beta, float *c, int64_t ldc)
 {
     uint32_t *bp = bbuf[t], *ap = abuf[t];
     float *tb = tbuf[t];
@@ -636,7 +701,12 @@ BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, i
             const int kl = k - pc < KC ? k - pc : KC, kp = amx ? depth_pairs(kl) : (kl + 1) / 2;
             for (int q = 0; q * NR < nl; q++) {
                 const int len = nl - q * NR < NR ? nl - q * NR : NR, jq = j0 + jc + q * NR;
-                if (!bt) {   /* t[p][j]: kl rows of len values */
+                if (fillw) {   /* the panel's depth pairs straight from the callback; AMX's padding pairs 0 */
+                    uint32_t *pd = bp + (int64_t)q * kp * NR;
+                    const int np = (kl + 1) / 2;
+                    fillw(ctx, pd, pc / 2, np, jq, len);
+                    memset(pd + (int64_t)np * NR, 0, (size_t)(kp - np) * NR * 4);
+                } else if (!bt) {   /* t[p][j]: kl rows of len values */
                     fill(ctx, tb, NR, pc, kl, jq, len);
                     pack_b_any(bp + (int64_t)q * kp * NR, 0, tb, NR, 0, kl, 0, len);
                 } else {     /* t[j][p]: len rows of kl values */
@@ -650,25 +720,50 @@ BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, i
     tiles_end();
 }
 
-void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
-                       float beta, float *c, int64_t ldc)
+static void gemm_fill_any(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
+                          nn_bf16_fill_words fillw, void *ctx, float beta, float *c, int64_t ldc)
 {
     if (m <= 0 || n <= 0 || k <= 0) return;
     const double work = (double)m * n * k;
     int nt = work < SMALL_GEMM ? 1 : nn_threads();
     if (nt > n_buf) nt = n_buf;
     if (nt <= 1) {
-        gemm_fill1(0, m, n, k, a, lda, bt, fill, ctx, 0, beta, c, ldc);
+        gemm_fill1(0, m, n, k, a, lda, bt, fill, fillw, ctx, 0, beta, c, ldc);
         return;
     }
     const int chunk = ((n + nt - 1) / nt + NR - 1) / NR * NR;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int t = 0; t < nt; t++) {
         const int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, ctx, lo, beta, c + lo, ldc);
+        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, fillw, ctx, lo, beta, c + lo, ldc);
     }
 }
+
+void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
+                       float beta, float *c, int64_t ldc)
+{
+    gemm_fill_any(m, n, k, a, lda, bt, fill, NULL, ctx, beta, c, ldc);
+}
+
+void nn_bf16_gemm_words(int m, int n, int k, const float *a, int64_t lda, nn_bf16_fill_words fill, void *ctx,
+                        float beta, float *c, int64_t ldc)
+{
+    gemm_fill_any(m, n, k, a, lda, 0, NULL, fill, ctx, beta, c, ldc);
+}
 #else
+void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, int64_t s0, int sl)
+{
+    (void)taps, (void)dst, (void)r0, (void)np, (void)s0, (void)sl;
+}
+void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) d[j] = nn_bf16_round(lo[j]) | (uint32_t)(hi ? nn_bf16_round(hi[j]) : 0) << 16;
+}
+void nn_bf16_gemm_words(int m, int n, int k, const float *a, int64_t lda, nn_bf16_fill_words fill, void *ctx,
+                        float beta, float *c, int64_t ldc)
+{
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)fill, (void)ctx, (void)beta, (void)c, (void)ldc;
+}
 void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
                        float beta, float *c, int64_t ldc)
 {

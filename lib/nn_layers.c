@@ -354,6 +354,59 @@ static void bf16_fill(void *ctx, float *t, int64_t ldt, int r0, int nr, int64_t 
     gather_rows(t, ldt, c->x, c->sc, c->sn, c->l, c->h, c->w, c->ho, c->wo, r0, nr, s0, sl);
 }
 
+/* The forward pass (and the transposed input gradient) in bf16 pays the implicit im2col once per input
+ * element instead of once per kernel tap: the input is rounded once into pairs of channels with a zero
+ * border, xp[cp][n][pad + i][pad + j] = bf16 x(2cp, n, i, j) | bf16 x(2cp+1, n, i, j) << 16, and the depth
+ * runs (kh, kw, channel) so that a depth pair is a channel pair at one tap: a B panel's group is a few
+ * straight copies of xp words, with no staging, rounding or repacking.  The kernel is reordered to match
+ * (wr[co][(kh*k + kw)*cpad + c], cpad = c_in rounded up to even, zero weights in the padding channel). */
+/* Grown as the largest layer needs, kept for the process (the bf16 forward pass's xp and reordered kernel). */
+static void *bf16_scratch;
+static size_t bf16_scratch_bytes;
+
+static int conv_bf16_words(const nn_conv *l, float *out, float beta, const float *x, int64_t sc, int64_t sn, int n,
+                           int h, int w)
+{
+    const int k = l->k, st = l->stride, pad = l->pad, k2 = k * k;
+    const int ho = nn_out_size(h, k, st, pad), wo = nn_out_size(w, k, st, pad);
+    const int hp = h + 2 * pad, wp = w + 2 * pad, cpairs = (l->c_in + 1) / 2, cpad = 2 * cpairs;
+    const int64_t plane = (int64_t)n * hp * wp, cols = (int64_t)n * ho * wo, K = (int64_t)k2 * cpad;
+    if (cols > 0x7fffffff || K > 0x7fffffff) return 0;
+    const size_t xp_words = (size_t)cpairs * plane, w_floats = (size_t)l->c_out * K;
+    const size_t need = ((xp_words * 4 + 63) & ~(size_t)63) + w_floats * 4;
+    if (need > bf16_scratch_bytes) {
+        void *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
+        if (!p) return 0;
+        free(bf16_scratch);
+        bf16_scratch = p, bf16_scratch_bytes = need;
+    }
+    uint32_t *xp = bf16_scratch;
+    float *wr = (float *)((char *)bf16_scratch + ((xp_words * 4 + 63) & ~(size_t)63));
+#pragma omp parallel for schedule(static) if ((int64_t)xp_words > NN_PAR_MIN)
+    for (int64_t r = 0; r < (int64_t)cpairs * n * hp; r++) {   /* one padded row of one channel pair */
+        const int cp = (int)(r / ((int64_t)n * hp)), ni = (int)(r / hp % n), i = (int)(r % hp) - pad;
+        uint32_t *d = xp + r * wp;
+        if (i < 0 || i >= h) {
+            memset(d, 0, sizeof(uint32_t) * wp);
+            continue;
+        }
+        const float *lo = x + (int64_t)(2 * cp) * sc + ni * sn + (int64_t)i * w;
+        memset(d, 0, sizeof(uint32_t) * pad);
+        nn_bf16_pair_rows(d + pad, lo, 2 * cp + 1 < l->c_in ? lo + sc : NULL, w);
+        memset(d + pad + w, 0, sizeof(uint32_t) * pad);
+    }
+#pragma omp parallel for schedule(static) if ((int64_t)w_floats > NN_PAR_MIN)
+    for (int co = 0; co < l->c_out; co++) {
+        float *d = wr + (int64_t)co * K;
+        for (int c = 0; c < cpad; c++)
+            for (int t = 0; t < k2; t++)
+                d[((int64_t)(c / 2) * k2 + t) * 2 + c % 2] = c < l->c_in ? l->w[((int64_t)co * l->c_in + c) * k2 + t] : 0.0f;
+    }
+    const nn_bf16_taps taps = {xp, plane, cpairs, k, st, hp, wp, ho, wo};
+    nn_bf16_gemm_words(l->c_out, (int)cols, (int)K, wr, K, nn_bf16_fill_taps, (void *)&taps, beta, out, cols);
+    return 1;
+}
+
 /* y = conv(x) (+ beta y) or, dw 1, l->dw += dy . col^T, through nn_bf16_gemm_fill. */
 static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
                      int n, int h, int w, int dw)
@@ -362,6 +415,7 @@ static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, 
     const int K = l->c_in * l->k * l->k;
     const int64_t cols = (int64_t)n * ho * wo;
     if (cols > 0x7fffffff) return 0;
+    if (!dw && conv_bf16_words(l, out, beta, x, sc, sn, n, h, w)) return 1;
     bf16_ctx c = {l, x, sc, sn, h, w, ho, wo};
     if (dw) nn_bf16_gemm_fill(l->c_out, K, (int)cols, dy, cols, 1, bf16_fill, &c, 1.0f, l->dw, K);
     else nn_bf16_gemm_fill(l->c_out, (int)cols, K, l->w, K, 0, bf16_fill, &c, beta, out, cols);
