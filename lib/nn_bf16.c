@@ -458,13 +458,14 @@ BF16_TARGET static void kernel(int kp, const uint32_t *ap, const uint32_t *bp, f
 
 /* The rows of C for one packed B block (depth pc .. pc+kl-1, nl columns from c): A packed MC rows at a
  * time into ap, then every MR x NR tile; the first depth block applies beta, the others add. */
-BF16_TARGET static void block(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
-                              int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+BF16_TARGET static void block(uint32_t *abuf1, const uint32_t *apk, const uint32_t *bp, int ta, const float *a,
+                              int64_t lda, int m, int pc, int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
 {
     const int kp = (kl + 1) / 2;
     for (int ic = 0; ic < m; ic += MC) {
         const int ml = m - ic < MC ? m - ic : MC;
-        pack_a(ap, ta, a, lda, ic, ml, pc, kl);
+        const uint32_t *ap = apk ? apk + (int64_t)ic * kp : abuf1;
+        if (!apk) pack_a(abuf1, ta, a, lda, ic, ml, pc, kl);
         for (int jr = 0; jr < nl; jr += NR) {
             const uint32_t *bq = bp + (int64_t)(jr / NR) * kp * NR;
             const int nr = nl - jr < NR ? nl - jr : NR;
@@ -578,13 +579,14 @@ AMX_TARGET static void amx_kernel(int kq, const uint32_t *a0, const uint32_t *bq
 
 /* As block(), on AMX: A packed MC rows at a time, then every 32 x 32 micro-tile, columns outer so that the
  * B micro-panel stays in L1 while the A block streams from L2. */
-AMX_TARGET static void amx_block(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
-                                 int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+AMX_TARGET static void amx_block(uint32_t *abuf1, const uint32_t *apk, const uint32_t *bp, int ta, const float *a,
+                                 int64_t lda, int m, int pc, int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
 {
     const int kq = depth_pairs(kl);
     for (int ic = 0; ic < m; ic += MC) {
         const int ml = m - ic < MC ? m - ic : MC;
-        pack_a_amx(ap, ta, a, lda, ic, ml, pc, kl);
+        const uint32_t *ap = apk ? apk + (int64_t)ic * kq : abuf1;
+        if (!apk) pack_a_amx(abuf1, ta, a, lda, ic, ml, pc, kl);
         for (int jr = 0; jr < nl; jr += ANR) {
             const uint32_t *bq = bp + (int64_t)(jr / NR) * kq * NR + jr % NR;
             const int nr = nl - jr < ANR ? nl - jr : ANR;
@@ -598,17 +600,52 @@ AMX_TARGET static void amx_block(uint32_t *ap, const uint32_t *bp, int ta, const
 }
 #endif
 
-/* One depth block of one thread's GEMM: B (already packed for the kernel in use) times A. */
-BF16_TARGET static void block_any(uint32_t *ap, const uint32_t *bp, int ta, const float *a, int64_t lda, int m, int pc,
-                                  int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
+/* One depth block of one thread's GEMM: B (already packed for the kernel in use) times A, packed MC rows at
+ * a time into ap, or already packed (apk, this depth block of pack_a_all's buffer). */
+BF16_TARGET static void block_any(uint32_t *ap, const uint32_t *apk, const uint32_t *bp, int ta, const float *a,
+                                  int64_t lda, int m, int pc, int kl, int nl, float *c, int64_t ldc, float alpha,
+                                  float beta)
 {
 #ifdef HAVE_AMX
     if (amx) {
-        amx_block(ap, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
+        amx_block(ap, apk, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
         return;
     }
 #endif
-    block(ap, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
+    block(ap, apk, bp, ta, a, lda, m, pc, kl, nl, c, ldc, alpha, beta);
+}
+
+/* All of A (m x k, not transposed) packed once for the kernel in use, shared by the threads of a fill GEMM
+ * (which split the columns, so each would otherwise pack the whole of A once per B block of columns): depth block
+ * b at apack + b * apack_stride(m), its MC-row blocks one after the other as block_any reads them. */
+static uint32_t *apack;
+static size_t apack_words;
+static int64_t apack_stride(int m) { return (int64_t)(m + AMR * MR - 1) / (AMR * MR) * (AMR * MR) * (KC / 2); }
+
+BF16_TARGET static int pack_a_all(const float *a, int64_t lda, int m, int k, int nt)
+{
+    const int nkb = (k + KC - 1) / KC, nmb = (m + MC - 1) / MC;
+    const size_t need = (size_t)nkb * (size_t)apack_stride(m);
+    if (need > apack_words) {
+        uint32_t *p = aligned_alloc(64, need * 4);
+        if (!p) return -1;
+        free(apack);
+        apack = p, apack_words = need;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int t = 0; t < nkb * nmb; t++) {
+        const int pc = t / nmb * KC, ic = t % nmb * MC;
+        const int kl = k - pc < KC ? k - pc : KC, ml = m - ic < MC ? m - ic : MC;
+        uint32_t *d = apack + (int64_t)(t / nmb) * apack_stride(m);
+#ifdef HAVE_AMX
+        if (amx) {
+            pack_a_amx(d + (int64_t)ic * depth_pairs(kl), 0, a, lda, ic, ml, pc, kl);
+            continue;
+        }
+#endif
+        pack_a(d + (int64_t)ic * ((kl + 1) / 2), 0, a, lda, ic, ml, pc, kl);
+    }
+    return 0;
 }
 
 /* B rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 packed for the kernel in use. */
@@ -655,7 +692,7 @@ BF16_TARGET static void gemm1(int t, int ta, int tb, int m, int n, int k, float 
         for (int pc = 0; pc < k; pc += KC) {
             const int kl = k - pc < KC ? k - pc : KC;
             pack_b_any(bp, tb, b, ldb, pc, kl, jc, nl);
-            block_any(ap, bp, ta, a, lda, m, pc, kl, nl, c + jc, ldc, alpha, beta);
+            block_any(ap, NULL, bp, ta, a, lda, m, pc, kl, nl, c + jc, ldc, alpha, beta);
         }
     }
     tiles_end();
@@ -690,7 +727,8 @@ void nn_bf16_gemm(int ta, int tb, int m, int n, int k, float alpha, const float 
 /* One thread's share of nn_bf16_gemm_fill: columns [j0, j0 + n) of C. */
 #define NCF 1024
 BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill,
-                                   nn_bf16_fill_words fillw, void *ctx, int j0, float beta, float *c, int64_t ldc)
+                                   nn_bf16_fill_words fillw, void *ctx, const uint32_t *apk, int j0, float beta,
+                                   float *c, int64_t ldc)
 {
     uint32_t *bp = bbuf[t], *ap = abuf[t];
     float *tb = tbuf[t];
@@ -714,7 +752,8 @@ BF16_TARGET static void gemm_fill1(int t, int m, int n, int k, const float *a, i
                     pack_b_any(bp + (int64_t)q * kp * NR, 1, tb, KC, 0, kl, 0, len);
                 }
             }
-            block_any(ap, bp, 0, a, lda, m, pc, kl, nl, c + jc, ldc, 1.0f, beta);
+            block_any(ap, apk ? apk + (int64_t)(pc / KC) * apack_stride(m) : NULL, bp, 0, a, lda, m, pc, kl, nl, c + jc,
+                      ldc, 1.0f, beta);
         }
     }
     tiles_end();
@@ -727,15 +766,18 @@ static void gemm_fill_any(int m, int n, int k, const float *a, int64_t lda, int 
     const double work = (double)m * n * k;
     int nt = work < SMALL_GEMM ? 1 : nn_threads();
     if (nt > n_buf) nt = n_buf;
-    if (nt <= 1) {
-        gemm_fill1(0, m, n, k, a, lda, bt, fill, fillw, ctx, 0, beta, c, ldc);
+    if (nt < 1) nt = 1;
+    /* A packed once when more than one block of columns (or thread) would pack it again */
+    const uint32_t *apk = (n > NCF || nt > 1) && pack_a_all(a, lda, m, k, nt) == 0 ? apack : NULL;
+    if (nt == 1) {
+        gemm_fill1(0, m, n, k, a, lda, bt, fill, fillw, ctx, apk, 0, beta, c, ldc);
         return;
     }
     const int chunk = ((n + nt - 1) / nt + NR - 1) / NR * NR;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int t = 0; t < nt; t++) {
         const int lo = t * chunk, hi = lo + chunk < n ? lo + chunk : n;
-        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, fillw, ctx, lo, beta, c + lo, ldc);
+        if (lo < hi) gemm_fill1(t, m, hi - lo, k, a, lda, bt, fill, fillw, ctx, apk, lo, beta, c + lo, ldc);
     }
 }
 
