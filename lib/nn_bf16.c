@@ -262,6 +262,9 @@ BF16_TARGET static void pairs16x16(uint32_t *dst, int64_t ldd, const float *src,
     }
 }
 
+/* Mask of the first n of 16 lanes (n may be <= 0 or > 16). */
+static inline __mmask16 first_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
+
 BF16_TARGET void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n)
 {
     int64_t j = 0;
@@ -277,7 +280,7 @@ BF16_TARGET void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi
 BF16_TARGET static inline void copy_words(uint32_t *d, const uint32_t *s, int n)
 {
     for (int j = 0; j < n; j += 16) {
-        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __mmask16 k = first_n(n - j);
         _mm512_mask_storeu_epi32(d + j, k, _mm512_maskz_loadu_epi32(k, s + j));
     }
 }
@@ -288,11 +291,9 @@ BF16_TARGET static inline void copy_words_s2(uint32_t *d, const uint32_t *s, int
     const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
     for (int j = 0; j < n; j += 16) {
         const int left = n - j, words = 2 * left - 1;   /* the last one needed is s[2(n-1)] */
-        const __mmask16 k = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-        const __mmask16 k0 = words >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << words) - 1);
-        const __mmask16 k1 = words >= 32 ? (__mmask16)0xffff : words <= 16 ? 0 : (__mmask16)((1u << (words - 16)) - 1);
-        const __m512i v0 = _mm512_maskz_loadu_epi32(k0, s + 2 * j), v1 = _mm512_maskz_loadu_epi32(k1, s + 2 * j + 16);
-        _mm512_mask_storeu_epi32(d + j, k, _mm512_permutex2var_epi32(v0, even, v1));
+        const __m512i v0 = _mm512_maskz_loadu_epi32(first_n(words), s + 2 * j);
+        const __m512i v1 = _mm512_maskz_loadu_epi32(first_n(words - 16), s + 2 * j + 16);
+        _mm512_mask_storeu_epi32(d + j, first_n(left), _mm512_permutex2var_epi32(v0, even, v1));
     }
 }
 
@@ -340,14 +341,8 @@ BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ld
                 const int p = p0 + 2 * r;
                 const float *r0 = b + (int64_t)p * ldb + jq, *r1 = 2 * r + 1 < kl ? r0 + ldb : NULL;
                 uint32_t *d = pd + (int64_t)r * NR;
-                int j = 0;
-                for (; j + 16 <= len; j += 16) {
-                    const __m512i lo = round16(_mm512_loadu_ps(r0 + j));
-                    const __m512i hi = r1 ? round16(_mm512_loadu_ps(r1 + j)) : _mm512_setzero_si512();
-                    _mm512_storeu_si512(d + j, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
-                }
-                for (; j < len; j++) d[j] = pair(r0[j], r1 ? r1[j] : 0.0f);
-                for (; j < NR; j++) d[j] = 0;
+                nn_bf16_pair_rows(d, r0, r1, len);
+                for (int j = len; j < NR; j++) d[j] = 0;
             }
         } else {
             /* B(p, j) = b[j*ldb + p]: read along p.  16 columns x 16 depth pairs at a time are turned
@@ -485,7 +480,6 @@ BF16_TARGET static void block(uint32_t *abuf1, const uint32_t *apk, const uint32
  * stride NR words); the depth of a block is padded with zero pairs to kq, a multiple of 16 pairs.  A is
  * packed row by row: row i of the block holds kq words (bf16 A(i, 2r) | A(i, 2r+1) << 16), rows padded
  * with zeros to a multiple of 32. */
-static inline __mmask16 first_n(int n) { return n >= 16 ? (__mmask16)0xffff : n <= 0 ? 0 : (__mmask16)((1u << n) - 1); }
 
 /* As pairs16, from the first nv (may be <= 0 or > 32) of 32 floats, zeros after. */
 AMX_TARGET static inline void pairs16_part(uint32_t *out, const float *src, int nv)

@@ -53,16 +53,16 @@ size_t nn_conv_ws_fast(const nn_conv *l, int x_nchw);
 typedef void (*nn_bf16_fill)(void *ctx, float *t, int64_t ldt, int r0, int nr, int64_t s0, int sl);
 void nn_bf16_gemm_fill(int m, int n, int k, const float *a, int64_t lda, int bt, nn_bf16_fill fill, void *ctx,
                        float beta, float *c, int64_t ldc);
+/* d[j] = bf16 lo[j] | bf16 hi[j] << 16 (hi NULL: 0), j < n: two rows as depth pairs. */
+void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n);
 /* The same with B delivered already paired: fill(ctx, dst, r0, np, s0, sl) writes depth pairs r0 .. r0+np-1
  * of columns s0 .. s0+sl-1 as np groups of NN_BF16_NR words (dst[r*NN_BF16_NR + j] = bf16 B(2(r0+r), s0+j) |
  * bf16 B(2(r0+r)+1, s0+j) << 16), words sl .. NN_BF16_NR-1 of each group 0.  k even. */
-/* d[j] = bf16 lo[j] | bf16 hi[j] << 16 (hi NULL: 0), j < n: two rows as depth pairs. */
-void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n);
 #define NN_BF16_NR 64
 typedef void (*nn_bf16_fill_words)(void *ctx, uint32_t *dst, int r0, int np, int64_t s0, int sl);
 void nn_bf16_gemm_words(int m, int n, int k, const float *a, int64_t lda, nn_bf16_fill_words fill, void *ctx,
                         float beta, float *c, int64_t ldc);
-/* A convolution's B operand for nn_bf16_gemm_words, depth ordered (kh, kw, channel): the input as pairs of
+/* A convolution's B operand for nn_bf16_gemm_words, depth pair r = (channel pair r / k^2, tap r % k^2): the input as pairs of
  * channels with a zero border of pad, xp[cp][n][pad + i][pad + j] = bf16 x(2cp, n, i, j) | bf16 x(2cp+1, n,
  * i, j) << 16 (hp = h + 2 pad, wp = w + 2 pad, plane = n hp wp words per pair), so that each group of a
  * panel is a few straight copies of xp words. */
