@@ -539,18 +539,28 @@ AMX_TARGET static void pack_b_amx(uint32_t *dst, int tb, const float *b, int64_t
 }
 
 /* C micro-tile (mr x nr, at most 32 x 32) = alpha A0,A1 . B + (first ? beta C : C); a0 is the first of 32
- * packed A rows, bq the B panel at the micro-tile's first column. */
+ * packed A rows, bq the B panel at the micro-tile's first column.  A whole tile with alpha 1 and beta 0 or 1
+ * (every fill GEMM's) accumulates straight into C: the tiles start from C (or zero) and are stored back to it,
+ * without the round trip through a buffer and the vector read-modify-write of C that costs as much again. */
 AMX_TARGET static void amx_kernel(int kq, const uint32_t *a0, const uint32_t *bq, float *c, int64_t ldc, int mr,
                                   int nr, float alpha, float beta, int first)
 {
     float t[AMR * ANR] __attribute__((aligned(64)));
     const uint32_t *a1 = a0 + 16 * kq;
-    const long sa = (long)kq * 4, sb = NR * 4;
+    const long sa = (long)kq * 4, sb = NR * 4, sc = (long)ldc * 4;
+    const int direct = mr == AMR && nr == ANR && alpha == 1.0f && (!first || beta == 0.0f || beta == 1.0f);
     __asm__ volatile("" ::: "memory");   /* tileloadd does not tell the compiler it reads the packed blocks */
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    if (direct && (!first || beta == 1.0f)) {
+        _tile_loadd(0, c, sc);
+        _tile_loadd(1, c + 16, sc);
+        _tile_loadd(2, c + 16 * ldc, sc);
+        _tile_loadd(3, c + 16 * ldc + 16, sc);
+    } else {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    }
     for (int r = 0; r < kq; r += 16) {
         _tile_loadd(4, a0 + r, sa);
         _tile_loadd(5, a1 + r, sa);
@@ -560,6 +570,14 @@ AMX_TARGET static void amx_kernel(int kq, const uint32_t *a0, const uint32_t *bq
         _tile_dpbf16ps(1, 4, 7);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+    }
+    if (direct) {
+        _tile_stored(0, c, sc);
+        _tile_stored(1, c + 16, sc);
+        _tile_stored(2, c + 16 * ldc, sc);
+        _tile_stored(3, c + 16 * ldc + 16, sc);
+        __asm__ volatile("" ::: "memory");   /* nor that tilestored wrote C */
+        return;
     }
     _tile_stored(0, t, ANR * 4);
     _tile_stored(1, t + 16, ANR * 4);

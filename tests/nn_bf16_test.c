@@ -93,6 +93,9 @@ static void gemms(void)
     gemm_case(1, 1, 32, 32, 32, 1.0f, 1.0f);
     gemm_case(0, 1, 16, 65, 31, 1.0f, 0.0f);
     gemm_case(1, 0, 1, 96, 64, 1.0f, 0.0f);
+    /* whole 32 x 32 tiles accumulated in C itself (alpha 1, beta 0 or 1), over several depth blocks */
+    gemm_case(0, 0, 64, 96, 600, 1.0f, 0.0f);
+    gemm_case(0, 1, 96, 64, 520, 1.0f, 1.0f);
     gemm_case(0, 0, 47, 129, 257, 1.0f, 0.0f);
     /* thread-count independence on a product large enough to be split */
     const int m = 96, n = 2000, k = 300;
