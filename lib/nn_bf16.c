@@ -328,6 +328,74 @@ BF16_TARGET void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, in
     }
 }
 
+BF16_TARGET void nn_bf16_round_row(uint16_t *d, const float *s, int64_t n)
+{
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) _mm256_storeu_si256((__m256i *)(d + j), _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(s + j))));
+    for (; j < n; j++) d[j] = nn_bf16_round(s[j]);
+}
+
+/* Output positions in order as offsets of their windows' first elements in one plane of xb. */
+typedef struct {
+    int64_t at;   /* offset of the current position */
+    int oh, ow;
+} dw_walk;
+
+static inline dw_walk dw_start(const nn_bf16_dwtaps *c, int64_t s)
+{
+    const int64_t hwo = (int64_t)c->ho * c->wo;
+    const int oh = (int)(s % hwo / c->wo), ow = (int)(s % c->wo);
+    return (dw_walk){s / hwo * c->hp * c->wp + ((int64_t)oh * c->wp + ow) * c->stride, oh, ow};
+}
+
+static inline void dw_next(const nn_bf16_dwtaps *c, dw_walk *p)
+{
+    p->at += c->stride;
+    if (++p->ow < c->wo) return;
+    p->at += (int64_t)c->stride * c->wp - (int64_t)c->wo * c->stride;   /* to the next output row */
+    p->ow = 0;
+    if (++p->oh < c->ho) return;
+    p->at += (int64_t)(c->hp - c->ho * c->stride) * c->wp;              /* to the next image */
+    p->oh = 0;
+}
+
+/* Word j of group r = x at tap j0+j of positions 2(r0+r) and 2(r0+r)+1: one gather of 32-bit words reads
+ * both halves of a pair when the two positions are neighbours in one row of xb (stride 1), else two gathers
+ * are merged.  The tap offsets are the gather's indices; the position moves its base. */
+BF16_TARGET void nn_bf16_fill_dw(void *ctx, uint32_t *dst, int r0, int np, int64_t j0, int jl)
+{
+    const nn_bf16_dwtaps *c = ctx;
+    const int k2 = c->k * c->k;
+    int32_t off[NR] __attribute__((aligned(64)));
+    for (int j = 0; j < NR; j++) {
+        const int64_t tap = j0 + j;
+        const int t = (int)(tap % k2);
+        off[j] = j < jl ? (int32_t)(tap / k2 * c->plane + (int64_t)(t / c->k) * c->wp + t % c->k) : 0;
+    }
+    const __m512i lo16 = _mm512_set1_epi32(0xffff);
+    const __m512i z = _mm512_setzero_si512();
+    dw_walk p = dw_start(c, 2 * (int64_t)r0);
+    for (int r = 0; r < np; r++) {
+        const int64_t s = 2 * ((int64_t)r0 + r), b0 = p.at;
+        dw_next(c, &p);
+        const int has_hi = s + 1 < c->cols;
+        const int64_t b1 = p.at;
+        if (has_hi) dw_next(c, &p);
+        const int joint = has_hi && b1 == b0 + 1;
+        uint32_t *d = dst + (int64_t)r * NR;
+        for (int v = 0; v < NR / 16; v++) {
+            const __mmask16 m = first_n(jl - 16 * v);
+            const __m512i ix = _mm512_load_si512(off + 16 * v);
+            __m512i w = _mm512_mask_i32gather_epi32(z, m, ix, c->xb + b0, 2);
+            if (!joint) {
+                const __m512i hi = has_hi ? _mm512_mask_i32gather_epi32(z, m, ix, c->xb + b1, 2) : z;
+                w = _mm512_or_si512(_mm512_and_si512(w, lo16), _mm512_slli_epi32(hi, 16));
+            }
+            _mm512_store_si512(d + 16 * v, w);
+        }
+    }
+}
+
 /* B block rows p0 .. p0+kl-1, columns j0 .. j0+nl-1 into panels of NR columns: panel q holds kl/2 (rounded
  * up) groups of NR words, word j of group r = bf16 B(p0+2r, j) | bf16 B(p0+2r+1, j) << 16; zero padded. */
 BF16_TARGET static void pack_b(uint32_t *dst, int tb, const float *b, int64_t ldb, int p0, int kl, int j0, int nl)
@@ -805,6 +873,14 @@ void nn_bf16_gemm_words(int m, int n, int k, const float *a, int64_t lda, nn_bf1
     gemm_fill_any(m, n, k, a, lda, 0, NULL, fill, ctx, beta, c, ldc);
 }
 #else
+void nn_bf16_round_row(uint16_t *d, const float *s, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) d[j] = nn_bf16_round(s[j]);
+}
+void nn_bf16_fill_dw(void *ctx, uint32_t *dst, int r0, int np, int64_t j0, int jl)
+{
+    (void)ctx, (void)dst, (void)r0, (void)np, (void)j0, (void)jl;
+}
 void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, int64_t s0, int sl)
 {
     (void)taps, (void)dst, (void)r0, (void)np, (void)s0, (void)sl;

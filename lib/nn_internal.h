@@ -72,6 +72,18 @@ typedef struct {
     int cpairs, k, stride, hp, wp, ho, wo;
 } nn_bf16_taps;
 void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, int64_t s0, int sl);
+/* A convolution's weight gradient dw += dy . col^T as nn_bf16_gemm_words(c_out, K, cols, dy, ...): depth
+ * pair r = output positions 2r, 2r+1, column j = kernel row (channel j / k^2, tap j % k^2), gathered from
+ * the input in bf16 with a zero border, xb[c][n][pad + i][pad + j] (plane = n hp wp elements, and at least
+ * one spare element after the last plane: a gather reads 32 bits at each 16-bit position); c_in plane < 2^31. */
+typedef struct {
+    const uint16_t *xb;
+    int64_t plane, cols;
+    int k, stride, hp, wp, ho, wo;
+} nn_bf16_dwtaps;
+void nn_bf16_fill_dw(void *dwtaps, uint32_t *dst, int r0, int np, int64_t j0, int jl);
+/* d[j] = bf16 s[j], j < n. */
+void nn_bf16_round_row(uint16_t *d, const float *s, int64_t n);
 
 /* The bf16 GEMM's kernel: 1 when AMX tiles run it (the CPU has AMX-BF16, Linux grants the tile state,
  * EARSIGHT_NO_AMX is unset), 0 for AVX512_BF16's vdpbf16ps.  nn_bf16_amx_enable(0) forces vdpbf16ps and

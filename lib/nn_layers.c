@@ -409,6 +409,42 @@ static int conv_bf16_words(const nn_conv *l, float *out, float beta, const float
     return 1;
 }
 
+/* The weight gradient in bf16, dw += dy . col^T: the input rounded once into bf16 planes with a zero border
+ * (xb in bf16_scratch, see nn_bf16_dwtaps), each B panel gathered from it as words, no fp32 staging, rounding
+ * or transposing per tap.  0 if the planes do not fit the gather's 32-bit indices. */
+static int conv_bf16_dw(const nn_conv *l, const float *dy, const float *x, int64_t sc, int64_t sn, int n, int h, int w)
+{
+    const int k = l->k, st = l->stride, pad = l->pad;
+    const int ho = nn_out_size(h, k, st, pad), wo = nn_out_size(w, k, st, pad);
+    const int hp = h + 2 * pad, wp = w + 2 * pad;
+    const int64_t plane = (int64_t)n * hp * wp, cols = (int64_t)n * ho * wo, K = (int64_t)l->c_in * k * k;
+    if (cols > 0x7fffffff || K > 0x7fffffff || (int64_t)l->c_in * plane > 0x7fffffff) return 0;
+    const size_t need = ((size_t)l->c_in * plane + 32) * sizeof(uint16_t);
+    if (need > bf16_scratch_bytes) {
+        void *p = aligned_alloc(64, (need + 63) & ~(size_t)63);
+        if (!p) return 0;
+        free(bf16_scratch);
+        bf16_scratch = p, bf16_scratch_bytes = need;
+    }
+    uint16_t *xb = bf16_scratch;
+#pragma omp parallel for schedule(static) if ((int64_t)l->c_in * plane > NN_PAR_MIN)
+    for (int64_t r = 0; r < (int64_t)l->c_in * n * hp; r++) {   /* one padded row of one channel */
+        const int ci = (int)(r / ((int64_t)n * hp)), ni = (int)(r / hp % n), i = (int)(r % hp) - pad;
+        uint16_t *d = xb + r * wp;
+        if (i < 0 || i >= h) {
+            memset(d, 0, sizeof(uint16_t) * wp);
+            continue;
+        }
+        memset(d, 0, sizeof(uint16_t) * pad);
+        nn_bf16_round_row(d + pad, x + (int64_t)ci * sc + ni * sn + (int64_t)i * w, w);
+        memset(d + pad + w, 0, sizeof(uint16_t) * pad);
+    }
+    memset(xb + (size_t)l->c_in * plane, 0, 32 * sizeof(uint16_t));
+    const nn_bf16_dwtaps taps = {xb, plane, cols, k, st, hp, wp, ho, wo};
+    nn_bf16_gemm_words(l->c_out, (int)K, (int)cols, dy, cols, nn_bf16_fill_dw, (void *)&taps, 1.0f, l->dw, K);
+    return 1;
+}
+
 /* y = conv(x) (+ beta y) or, dw 1, l->dw += dy . col^T, through nn_bf16_gemm_fill. */
 static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, const float *x, int64_t sc, int64_t sn,
                      int n, int h, int w, int dw)
@@ -418,6 +454,7 @@ static int conv_bf16(const nn_conv *l, float *out, float beta, const float *dy, 
     const int64_t cols = (int64_t)n * ho * wo;
     if (cols > 0x7fffffff) return 0;
     if (!dw && conv_bf16_words(l, out, beta, x, sc, sn, n, h, w)) return 1;
+    if (dw && conv_bf16_dw(l, dy, x, sc, sn, n, h, w)) return 1;
     bf16_ctx c = {l, x, sc, sn, h, w, ho, wo};
     if (dw) nn_bf16_gemm_fill(l->c_out, K, (int)cols, dy, cols, 1, bf16_fill, &c, 1.0f, l->dw, K);
     else nn_bf16_gemm_fill(l->c_out, (int)cols, K, l->w, K, 0, bf16_fill, &c, beta, out, cols);

@@ -335,6 +335,7 @@ static void kernel_checks(void)
     conv_case(3, 16, 7, 2, 3, 1, 2, 20, 18);    /* stem on (N, C, H, W) */
     conv_case(40, 33, 3, 1, 1, 0, 2, 7, 9);     /* channels across AMX tiles */
     conv_case(6, 8, 3, 1, 1, 0, 2, 5, 70);      /* output rows longer than a B panel (64 columns) */
+    conv_case(5, 9, 3, 1, 1, 0, 1, 5, 7);       /* odd positions in all: the weight gradient's last pair half empty */
     conv_case(5, 9, 3, 2, 1, 0, 2, 13, 41);     /* stride 2, rows of 21 (more than 16 words per run) */
     conv_case(4, 6, 3, 3, 1, 0, 2, 10, 40);     /* stride 3: word by word */
     linear_case();
