@@ -268,12 +268,12 @@ static inline __mmask16 first_n(int n) { return n >= 16 ? (__mmask16)0xffff : n 
 BF16_TARGET void nn_bf16_pair_rows(uint32_t *d, const float *lo, const float *hi, int64_t n)
 {
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16) {
-        const __m512i l = round16(_mm512_loadu_ps(lo + j));
-        const __m512i h = hi ? round16(_mm512_loadu_ps(hi + j)) : _mm512_setzero_si512();
-        _mm512_storeu_si512(d + j, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
+    for (; j < n; j += 16) {   /* the rows are short (a feature map's width): the tail masked, not scalar */
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        const __m512i l = round16(_mm512_maskz_loadu_ps(k, lo + j));
+        const __m512i h = hi ? round16(_mm512_maskz_loadu_ps(k, hi + j)) : _mm512_setzero_si512();
+        _mm512_mask_storeu_epi32(d + j, k, _mm512_or_si512(l, _mm512_slli_epi32(h, 16)));
     }
-    for (; j < n; j++) d[j] = pair(lo[j], hi ? hi[j] : 0.0f);
 }
 
 /* d[j] = s[j], j < n, 16 words at a time (the runs are mostly shorter than a memcpy call is worth). */
@@ -331,8 +331,10 @@ BF16_TARGET void nn_bf16_fill_taps(void *taps, uint32_t *dst, int r0, int np, in
 BF16_TARGET void nn_bf16_round_row(uint16_t *d, const float *s, int64_t n)
 {
     int64_t j = 0;
-    for (; j + 16 <= n; j += 16) _mm256_storeu_si256((__m256i *)(d + j), _mm512_cvtepi32_epi16(round16(_mm512_loadu_ps(s + j))));
-    for (; j < n; j++) d[j] = nn_bf16_round(s[j]);
+    for (; j < n; j += 16) {
+        const __mmask16 k = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+        _mm512_mask_cvtepi32_storeu_epi16(d + j, k, round16(_mm512_maskz_loadu_ps(k, s + j)));
+    }
 }
 
 /* Output positions in order as offsets of their windows' first elements in one plane of xb. */
