@@ -96,6 +96,9 @@ static void gemms(void)
     /* whole 32 x 32 tiles accumulated in C itself (alpha 1, beta 0 or 1), over several depth blocks */
     gemm_case(0, 0, 64, 96, 600, 1.0f, 0.0f);
     gemm_case(0, 1, 96, 64, 520, 1.0f, 1.0f);
+    /* more depth than one AMX block (2048): two equal blocks, C through the tiles twice */
+    gemm_case(0, 0, 40, 70, 2100, 1.0f, 1.0f);
+    gemm_case(1, 1, 33, 64, 4100, 0.5f, 0.0f);
     gemm_case(0, 0, 47, 129, 257, 1.0f, 0.0f);
     /* thread-count independence on a product large enough to be split */
     const int m = 96, n = 2000, k = 300;
@@ -335,7 +338,8 @@ static void kernel_checks(void)
     conv_case(3, 16, 7, 2, 3, 1, 2, 20, 18);    /* stem on (N, C, H, W) */
     conv_case(40, 33, 3, 1, 1, 0, 2, 7, 9);     /* channels across AMX tiles */
     conv_case(6, 8, 3, 1, 1, 0, 2, 5, 70);      /* output rows longer than a B panel (64 columns) */
-    conv_case(5, 9, 3, 1, 1, 0, 1, 5, 7);       /* odd positions in all: the weight gradient's last pair half empty */
+    conv_case(5, 9, 3, 1, 1, 0, 1, 5, 7);
+    conv_case(240, 20, 3, 1, 1, 0, 1, 5, 6);    /* depth 2160: two AMX depth blocks in the forward fill */       /* odd positions in all: the weight gradient's last pair half empty */
     conv_case(5, 9, 3, 2, 1, 0, 2, 13, 41);     /* stride 2, rows of 21 (more than 16 words per run) */
     conv_case(4, 6, 3, 3, 1, 0, 2, 10, 40);     /* stride 3: word by word */
     linear_case();
