@@ -398,11 +398,12 @@ static int conv_bf16_words(const nn_conv *l, float *out, float beta, const float
         memset(d + pad + w, 0, sizeof(uint32_t) * pad);
     }
 #pragma omp parallel for schedule(static) if ((int64_t)w_floats > NN_PAR_MIN)
-    for (int co = 0; co < l->c_out; co++) {
+    for (int co = 0; co < l->c_out; co++) {   /* the taps of channels 2cp and 2cp+1 interleaved */
         float *d = wr + (int64_t)co * K;
-        for (int c = 0; c < cpad; c++)
-            for (int t = 0; t < k2; t++)
-                d[((int64_t)(c / 2) * k2 + t) * 2 + c % 2] = c < l->c_in ? l->w[((int64_t)co * l->c_in + c) * k2 + t] : 0.0f;
+        for (int cp = 0; cp < cpairs; cp++, d += 2 * k2) {
+            const float *lo = l->w + ((int64_t)co * l->c_in + 2 * cp) * k2, *hi = 2 * cp + 1 < l->c_in ? lo + k2 : NULL;
+            for (int t = 0; t < k2; t++) d[2 * t] = lo[t], d[2 * t + 1] = hi ? hi[t] : 0.0f;
+        }
     }
     const nn_bf16_taps taps = {xp, plane, cpairs, k, st, hp, wp, ho, wo};
     nn_bf16_gemm_words(l->c_out, (int)cols, (int)K, wr, K, nn_bf16_fill_taps, (void *)&taps, beta, out, cols);
