@@ -666,8 +666,10 @@ AMX_TARGET static void amx_kernel(int kq, const uint32_t *a0, const uint32_t *bq
                   beta, first);
 }
 
-/* As block(), on AMX: A packed MC rows at a time, then every 32 x 32 micro-tile, columns outer so that the
- * B micro-panel stays in L1 while the A block streams from L2. */
+/* As block(), on AMX: A packed MC rows at a time, then every 32 x 32 micro-tile, rows outer so that the
+ * 32 rows of A stay in L1 while the B block streams from L2 (columns outer re-read A from L2 for every
+ * micro-tile: the convolutions' few output channels reuse a B micro-panel only a few times; measured 81 -> 85
+ * images per CPU-second x 2 for ResNet-18 training). */
 AMX_TARGET static void amx_block(uint32_t *abuf1, const uint32_t *apk, const uint32_t *bp, int ta, const float *a,
                                  int64_t lda, int m, int pc, int kl, int nl, float *c, int64_t ldc, float alpha, float beta)
 {
@@ -676,11 +678,11 @@ AMX_TARGET static void amx_block(uint32_t *abuf1, const uint32_t *apk, const uin
         const int ml = m - ic < MC ? m - ic : MC;
         const uint32_t *ap = apk ? apk + (int64_t)ic * kq : abuf1;
         if (!apk) pack_a_amx(abuf1, ta, a, lda, ic, ml, pc, kl);
-        for (int jr = 0; jr < nl; jr += ANR) {
-            const uint32_t *bq = bp + (int64_t)(jr / NR) * kq * NR + jr % NR;
-            const int nr = nl - jr < ANR ? nl - jr : ANR;
-            for (int ir = 0; ir < ml; ir += AMR) {
-                const int mr = ml - ir < AMR ? ml - ir : AMR;
+        for (int ir = 0; ir < ml; ir += AMR) {
+            const int mr = ml - ir < AMR ? ml - ir : AMR;
+            for (int jr = 0; jr < nl; jr += ANR) {
+                const uint32_t *bq = bp + (int64_t)(jr / NR) * kq * NR + jr % NR;
+                const int nr = nl - jr < ANR ? nl - jr : ANR;
                 amx_kernel(kq, ap + (int64_t)ir * kq, bq, c + (int64_t)(ic + ir) * ldc + jr, ldc, mr, nr, alpha, beta,
                            pc == 0);
             }
